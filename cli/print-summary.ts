@@ -1,0 +1,63 @@
+import { formatBytes } from "../dsl/index.js";
+import type { Plan, Summary } from "../compiler/index.js";
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => "  " + r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n");
+}
+
+function compact(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}K`;
+  return String(n);
+}
+
+/** The human-readable account of a compiled plan that `loraflow compile` prints. */
+export function describePlan(plan: Plan, summary: Summary): string {
+  const m = plan.model.config;
+  const c = plan.cluster;
+  const lines: string[] = [];
+  lines.push(
+    `model ${plan.model.name}: llama, ${m.layers} layers, hidden ${m.hidden}, ${m.heads}/${m.kvHeads} heads, ` +
+      `vocab ${m.vocab}, ${compact(plan.model.parameters)} parameters in ${plan.model.dtype}` +
+      (plan.model.folder ? ` from ${plan.model.folder}` : " (inline: random weights)"),
+  );
+  lines.push(
+    `cluster ${c.name}: ${c.nodes} x ${c.gpusPerNode} ${c.device.name} (${formatBytes(c.device.memoryBytes)}, ${c.device.tflops} TFLOP/s)`,
+  );
+  lines.push(`schedule ${plan.schedule.name} over ${plan.stages.length} stage${plan.stages.length === 1 ? "" : "s"}:`);
+  lines.push(
+    table([
+      ["stage", "device", "layers", "embedding", "head", "capacity"],
+      ...summary.stages.map((s) => [
+        String(s.index),
+        String(s.device),
+        `${s.layers[0]}-${s.layers[1] - 1}`,
+        s.embedding ? "yes" : "",
+        s.head ? "yes" : "",
+        formatBytes(s.memoryCapacityBytes),
+      ]),
+    ]),
+  );
+  lines.push(`adapters (${plan.adapters.length}):`);
+  lines.push(
+    table([
+      ["name", "rank", "alpha", "targets", "seq", "batch", "micro", "steps", "optimizer"],
+      ...plan.adapters.map((a) => [
+        a.name,
+        String(a.rank),
+        String(a.alpha),
+        a.targets.map((t) => t.replace("_proj", "")).join(","),
+        String(a.seqLen),
+        String(a.batch),
+        `${a.microBatch} x${a.microBatchesPerStep}`,
+        String(a.steps),
+        `${a.optimizer.kind} lr ${a.optimizer.lr}`,
+      ]),
+    ]),
+  );
+  const rounds = plan.schedule.phases.reduce((n, p) => n + p.rounds, 0);
+  lines.push(`${plan.schedule.phases.length} phase${plan.schedule.phases.length === 1 ? "" : "s"}, ${rounds} rounds; compiled in ${summary.compileMillis} ms`);
+  return lines.join("\n");
+}

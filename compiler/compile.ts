@@ -1,0 +1,52 @@
+import * as path from "node:path";
+import { hasErrors, type Diagnostic } from "../dsl/index.js";
+import { runPasses } from "./driver.js";
+import { nodeHost, type CompileHost } from "./host.js";
+import { makeContext, type CompileOptions, type Ir } from "./ir.js";
+import { buildPlan, buildSummary } from "./plan/build.js";
+import type { Plan, Summary } from "./plan/schema.js";
+
+export interface CompileRequest extends CompileOptions {
+  /** The job file's path: diagnostics name it, and relative paths in the job start from its folder. */
+  fileName?: string;
+  /** The folder the job's paths are relative to; default: the job file's folder, else the current one. */
+  baseDir?: string;
+  /** The folder the plan will be written to; paths in the plan are relative to it. Default: baseDir. */
+  planDir?: string;
+  /** Where files are read from; default: the file system. */
+  host?: CompileHost;
+  /** Called with the IR after each pass (`loraflow compile --dump-ir PASS`). */
+  afterPass?: (pass: string, ir: Ir) => void;
+}
+
+export interface CompileResult {
+  /** Absent when there are errors. */
+  plan?: Plan;
+  summary?: Summary;
+  /** Errors and warnings, in source order. */
+  diagnostics: Diagnostic[];
+}
+
+/**
+ * Job source -> plan, summary and diagnostics. Writes nothing and prints nothing; any input,
+ * however malformed, comes back as diagnostics.
+ */
+export function compile(source: string, request: CompileRequest = {}): CompileResult {
+  const started = performance.now();
+  const file = request.fileName ?? "<input>";
+  const baseDir = path.resolve(request.baseDir ?? (request.fileName ? path.dirname(request.fileName) : "."));
+  const planDir = path.resolve(request.planDir ?? baseDir);
+  const options: CompileOptions = {};
+  if (request.schedule !== undefined) options.schedule = request.schedule;
+  if (request.stages !== undefined) options.stages = request.stages;
+  const ctx = makeContext(request.host ?? nodeHost, file, baseDir, planDir, options);
+  const ir = runPasses(source, ctx, request.afterPass);
+  const diagnostics = [...ctx.diagnostics].sort((a, b) => (a.span?.start ?? 0) - (b.span?.start ?? 0));
+  if (hasErrors(diagnostics) || !ir.model || !ir.adapters || !ir.stages || !ir.schedule || !ir.job) {
+    return { diagnostics };
+  }
+  const jobFile = request.fileName ? path.resolve(request.fileName) : null;
+  const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
+  const summary = buildSummary(plan, Math.round((performance.now() - started) * 100) / 100);
+  return { plan, summary, diagnostics };
+}

@@ -1,0 +1,13 @@
+/** loraflow's compiler as a library: compile a job, read a plan back, and the types of both. */
+export { compile, type CompileRequest, type CompileResult } from "./compile.js";
+export { PASS_NAMES } from "./driver.js";
+export { nodeHost, type CompileHost } from "./host.js";
+export type { CompileOptions, Ir } from "./ir.js";
+export type { Job, LlamaArch, ScheduleName } from "./job.js";
+export { DEVICE_PROFILES, type DeviceProfile } from "./devices.js";
+export { formatAction, parseAction, type Action } from "./plan/actions.js";
+export { readPlan, planProblems, type PlanReading } from "./plan/read.js";
+export { PLAN_FORMAT, PlanSchema, SUMMARY_FORMAT, SummarySchema, type Plan, type PlanAdapter, type PlanStage, type Summary } from "./plan/schema.js";
+export { verifySchedule } from "./plan/verify-schedule.js";
+export { VERSION } from "./version.js";
+export { Diagnostics, formatDiagnostic, formatDiagnostics, hasErrors, type Diagnostic } from "../dsl/index.js";

@@ -1,0 +1,121 @@
+import type { Diagnostic, DiagnosticName, JobAst, Span } from "../dsl/index.js";
+import { diagnostic } from "../dsl/index.js";
+import type { CompileHost } from "./host.js";
+import type { AdapterSpec, Dtype, Job, LlamaArch, ScheduleName } from "./job.js";
+import type { TargetModule } from "./models/llama.js";
+import type { Graph } from "./models/llama-graph.js";
+import type { WeightsInfo } from "./models/weights.js";
+
+export interface ResolvedModel {
+  name: string;
+  arch: LlamaArch;
+  dtype: Dtype;
+  /** Absolute path of the Hugging Face folder, when the model has one. */
+  folder: string | null;
+  weights: WeightsInfo | null;
+}
+
+export interface ResolvedAdapter extends AdapterSpec {
+  /** Targets expanded to module names, in the model's order. */
+  modules: TargetModule[];
+  /** Non-blank lines of the data file. */
+  examples: number;
+  steps: number;
+  microBatchesPerStep: number;
+  /** alpha / r, or alpha / sqrt(r) with rsLoRA. */
+  scaling: number;
+}
+
+/** A pipeline stage: a contiguous run of layer blocks (attention or MLP halves of layers). */
+export interface StageAssignment {
+  index: number;
+  device: number;
+  /** [first, last) over 2 * layers blocks: block b is layer floor(b / 2), attention when b is even. */
+  blocks: [number, number];
+  embedding: boolean;
+  head: boolean;
+}
+
+export interface MicroBatchPart {
+  adapter: number;
+  /** Which micro-batch of the adapter's step (0 .. microBatchesPerStep - 1). */
+  index: number;
+  sequences: number;
+}
+
+export interface MicroBatch {
+  id: number;
+  parts: MicroBatchPart[];
+}
+
+/**
+ * A run of identical rounds. In a round every adapter of the phase takes one optimizer step;
+ * phases change when adapters finish training.
+ */
+export interface Phase {
+  rounds: number;
+  adapters: number[];
+  microBatches: MicroBatch[];
+  /** Per stage, the actions of one round in execution order (see plan/actions.ts). */
+  actions: string[][];
+}
+
+export interface Schedule {
+  name: Exclude<ScheduleName, "auto">;
+  phases: Phase[];
+}
+
+/** The one structure every pass reads and returns a new version of. */
+export interface Ir {
+  source: string;
+  ast?: JobAst;
+  job?: Job;
+  model?: ResolvedModel;
+  adapters?: ResolvedAdapter[];
+  graph?: Graph;
+  stages?: StageAssignment[];
+  schedule?: Schedule;
+}
+
+export interface CompileOptions {
+  /** Overrides the plan block's schedule. */
+  schedule?: ScheduleName;
+  /** Overrides the plan block's stage count. */
+  stages?: number | "auto";
+}
+
+/** What passes may use besides the IR: reading files, and a sink for diagnostics. */
+export interface PassContext {
+  host: CompileHost;
+  /** The job file's name as diagnostics print it. */
+  file: string;
+  /** The folder job paths are relative to (absolute). */
+  baseDir: string;
+  /** The folder the plan goes to (absolute): adapters are written under it unless `out` says otherwise. */
+  planDir: string;
+  options: CompileOptions;
+  report(kind: DiagnosticName, message: string, span?: Span): void;
+  diagnostics: Diagnostic[];
+}
+
+export function makeContext(host: CompileHost, file: string, baseDir: string, planDir: string, options: CompileOptions): PassContext {
+  const diagnostics: Diagnostic[] = [];
+  return {
+    host,
+    file,
+    baseDir,
+    planDir,
+    options,
+    diagnostics,
+    report(kind, message, span) {
+      diagnostics.push(diagnostic(kind, message, span, file));
+    },
+  };
+}
+
+export interface Pass {
+  name: string;
+  /** IR fields the pass needs; the driver skips it when one is missing (an earlier error). */
+  needs: (keyof Ir)[];
+  run(ir: Ir, ctx: PassContext): Ir;
+}

@@ -1,0 +1,154 @@
+import type { Dtype, LlamaArch } from "../job.js";
+
+/**
+ * Everything model-specific about Llama lives here: config.json fields, weight names and
+ * shapes, the modules LoRA can target, and the dataflow graph. Another family gets its own file.
+ */
+
+export const TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export type TargetModuleName = (typeof TARGET_MODULES)[number];
+export const TARGET_GROUPS: Readonly<Record<string, readonly TargetModuleName[]>> = {
+  all: TARGET_MODULES,
+  attention: ["q_proj", "k_proj", "v_proj", "o_proj"],
+  mlp: ["gate_proj", "up_proj", "down_proj"],
+};
+
+export interface TargetModule {
+  name: TargetModuleName;
+  /** "self_attn" or "mlp": the PEFT key is `model.layers.{i}.{parent}.{name}`. */
+  parent: "self_attn" | "mlp";
+  in: number;
+  out: number;
+}
+
+export function targetModules(arch: LlamaArch): TargetModule[] {
+  const q = arch.heads * arch.headDim;
+  const kv = arch.kvHeads * arch.headDim;
+  return [
+    { name: "q_proj", parent: "self_attn", in: arch.hidden, out: q },
+    { name: "k_proj", parent: "self_attn", in: arch.hidden, out: kv },
+    { name: "v_proj", parent: "self_attn", in: arch.hidden, out: kv },
+    { name: "o_proj", parent: "self_attn", in: q, out: arch.hidden },
+    { name: "gate_proj", parent: "mlp", in: arch.hidden, out: arch.ffn },
+    { name: "up_proj", parent: "mlp", in: arch.hidden, out: arch.ffn },
+    { name: "down_proj", parent: "mlp", in: arch.ffn, out: arch.hidden },
+  ];
+}
+
+/** Base weights by Hugging Face name, with their `[out, in]` (or `[n]`) shapes. */
+export function weightShapes(arch: LlamaArch): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  shapes.set("model.embed_tokens.weight", [arch.vocab, arch.hidden]);
+  for (let i = 0; i < arch.layers; i++) {
+    const prefix = `model.layers.${i}`;
+    shapes.set(`${prefix}.input_layernorm.weight`, [arch.hidden]);
+    shapes.set(`${prefix}.post_attention_layernorm.weight`, [arch.hidden]);
+    for (const m of targetModules(arch)) shapes.set(`${prefix}.${m.parent}.${m.name}.weight`, [m.out, m.in]);
+  }
+  shapes.set("model.norm.weight", [arch.hidden]);
+  if (!arch.tieEmbeddings) shapes.set("lm_head.weight", [arch.vocab, arch.hidden]);
+  return shapes;
+}
+
+export function parameterCount(arch: LlamaArch): number {
+  let n = 0;
+  for (const shape of weightShapes(arch).values()) n += shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+/** Hugging Face LlamaConfig's defaults for the fields a config.json may leave out. */
+export const LLAMA_DEFAULTS = { ropeTheta: 10000, normEps: 1e-6, tieEmbeddings: false, maxSeq: 2048 } as const;
+
+/** The problems that make an architecture impossible; empty when it is sound. */
+export function archProblems(arch: LlamaArch): { field: keyof LlamaArch; grouping: boolean; message: string }[] {
+  const problems: { field: keyof LlamaArch; grouping: boolean; message: string }[] = [];
+  if (arch.kvHeads > arch.heads || arch.heads % arch.kvHeads !== 0) {
+    problems.push({ field: "kvHeads", grouping: true, message: `heads ${arch.heads} is not divisible by kv_heads ${arch.kvHeads}` });
+  }
+  if (arch.headDim % 2 !== 0) {
+    problems.push({ field: "headDim", grouping: false, message: `head_dim ${arch.headDim} is odd; RoPE rotates pairs of its halves` });
+  }
+  return problems;
+}
+
+const CONFIG_FIELDS: Record<string, keyof LlamaArch> = {
+  num_hidden_layers: "layers",
+  hidden_size: "hidden",
+  num_attention_heads: "heads",
+  num_key_value_heads: "kvHeads",
+  head_dim: "headDim",
+  intermediate_size: "ffn",
+  vocab_size: "vocab",
+  rope_theta: "ropeTheta",
+  rms_norm_eps: "normEps",
+  tie_word_embeddings: "tieEmbeddings",
+  max_position_embeddings: "maxSeq",
+};
+
+/** The job's name for each architecture field, for messages. */
+export const JOB_KEYS: Record<keyof LlamaArch, string> = {
+  layers: "layers",
+  hidden: "hidden",
+  heads: "heads",
+  kvHeads: "kv_heads",
+  headDim: "head_dim",
+  ffn: "ffn",
+  vocab: "vocab",
+  ropeTheta: "rope_theta",
+  normEps: "norm_eps",
+  tieEmbeddings: "tie_embeddings",
+  maxSeq: "max_seq",
+  ropeScaling: "rope_scaling",
+};
+
+export interface ConfigReading {
+  arch: Partial<LlamaArch>;
+  dtype?: Dtype;
+  problems: string[];
+  unsupported: string[];
+}
+
+/** Reads a parsed config.json. Never throws: what is wrong comes back as messages. */
+export function readLlamaConfig(config: unknown): ConfigReading {
+  const reading: ConfigReading = { arch: {}, problems: [], unsupported: [] };
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    reading.problems.push("is not a JSON object");
+    return reading;
+  }
+  const c = config as Record<string, unknown>;
+  if (c["model_type"] !== "llama") {
+    reading.unsupported.push(`model_type ${JSON.stringify(c["model_type"] ?? null)} (loraflow implements "llama")`);
+  }
+  for (const [field, key] of Object.entries(CONFIG_FIELDS)) {
+    const value = c[field];
+    if (value === undefined || value === null) continue;
+    if (key === "tieEmbeddings") {
+      if (typeof value === "boolean") reading.arch.tieEmbeddings = value;
+      else reading.problems.push(`\`${field}\` is ${JSON.stringify(value)}, not true or false`);
+      continue;
+    }
+    const integer = key !== "ropeTheta" && key !== "normEps";
+    if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isSafeInteger(value))) {
+      reading.problems.push(`\`${field}\` is ${JSON.stringify(value)}, not a positive ${integer ? "whole number" : "number"}`);
+      continue;
+    }
+    (reading.arch as Record<string, number>)[key] = value;
+  }
+  for (const field of ["num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size"]) {
+    if (c[field] === undefined) reading.problems.push(`\`${field}\` is missing`);
+  }
+  const scaling = c["rope_scaling"];
+  if (scaling !== undefined && scaling !== null) {
+    if (typeof scaling === "object" && !Array.isArray(scaling)) reading.arch.ropeScaling = scaling as Record<string, unknown>;
+    else reading.problems.push("`rope_scaling` is not an object");
+  }
+  const act = c["hidden_act"];
+  if (act !== undefined && act !== "silu") reading.unsupported.push(`hidden_act ${JSON.stringify(act)} (Llama uses "silu")`);
+  for (const bias of ["attention_bias", "mlp_bias"]) {
+    if (c[bias] === true) reading.unsupported.push(`${bias} true (Llama's projections have no bias)`);
+  }
+  const dtype = c["torch_dtype"] ?? c["dtype"];
+  const dtypes: Record<string, Dtype> = { bfloat16: "bf16", float16: "fp16", float32: "fp32" };
+  if (typeof dtype === "string" && dtypes[dtype]) reading.dtype = dtypes[dtype];
+  return reading;
+}

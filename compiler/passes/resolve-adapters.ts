@@ -1,0 +1,124 @@
+import * as path from "node:path";
+import { didYouMean } from "../../dsl/index.js";
+import type { Ir, Pass, PassContext, ResolvedAdapter, ResolvedModel } from "../ir.js";
+import type { AdapterSpec } from "../job.js";
+import { TARGET_GROUPS, TARGET_MODULES, targetModules, type TargetModule } from "../models/llama.js";
+
+function countExamples(adapter: AdapterSpec, ctx: PassContext): number | undefined {
+  const at = adapter.spans["data"] ?? adapter.span;
+  const kind = ctx.host.kind(adapter.data);
+  if (kind !== "file") {
+    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${adapter.data} ${kind === "dir" ? "is a folder" : "does not exist"}`, at);
+    return undefined;
+  }
+  const lines = ctx.host.countLines(adapter.data);
+  if (lines === 0) {
+    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${adapter.data} has no examples`, at);
+    return undefined;
+  }
+  return lines;
+}
+
+/** An `init` adapter must be a PEFT LoRA folder whose rank matches and whose modules we train. */
+function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ctx: PassContext): void {
+  if (adapter.init === undefined) return;
+  const at = adapter.spans["init"] ?? adapter.span;
+  const where = `adapter "${adapter.name}": init`;
+  if (ctx.host.kind(adapter.init) !== "dir") {
+    ctx.report("initInvalid", `${where} folder ${adapter.init} does not exist`, at);
+    return;
+  }
+  const configPath = path.join(adapter.init, "adapter_config.json");
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(ctx.host.readText(configPath)) as Record<string, unknown>;
+    if (typeof config !== "object" || config === null) throw new Error("not a JSON object");
+  } catch (e) {
+    const missing = ctx.host.kind(configPath) !== "file";
+    ctx.report("initInvalid", `${where}: ${configPath} ${missing ? "does not exist" : `is not valid JSON (${(e as Error).message})`}`, at);
+    return;
+  }
+  if (config["peft_type"] !== undefined && config["peft_type"] !== "LORA") {
+    ctx.report("initInvalid", `${where}: peft_type is ${JSON.stringify(config["peft_type"])}, not "LORA"`, at);
+  }
+  if (config["r"] !== adapter.rank) {
+    ctx.report("initInvalid", `${where}: the adapter has r = ${JSON.stringify(config["r"])}, this one rank ${adapter.rank}`, at);
+  }
+  const stored = config["target_modules"];
+  if (modules && Array.isArray(stored)) {
+    const ours = new Set<string>(modules.map((m) => m.name));
+    const dropped = stored.filter((m) => typeof m === "string" && !ours.has(m));
+    if (dropped.length > 0) {
+      ctx.report("initInvalid", `${where}: the adapter also targets ${dropped.join(", ")}, which this one does not train`, at);
+    }
+  }
+  if (ctx.host.kind(path.join(adapter.init, "adapter_model.safetensors")) !== "file") {
+    ctx.report("initInvalid", `${where}: ${path.join(adapter.init, "adapter_model.safetensors")} does not exist`, at);
+  }
+}
+
+function expandTargets(adapter: AdapterSpec, model: ResolvedModel, ctx: PassContext): TargetModule[] | undefined {
+  const available = targetModules(model.arch);
+  const chosen = new Set<string>();
+  let ok = true;
+  for (const target of adapter.targets) {
+    const group = TARGET_GROUPS[target.name];
+    if (group) group.forEach((m) => chosen.add(m));
+    else if ((TARGET_MODULES as readonly string[]).includes(target.name)) chosen.add(target.name);
+    else {
+      const names = [...TARGET_MODULES, ...Object.keys(TARGET_GROUPS)];
+      ctx.report(
+        "unknownTarget",
+        `adapter "${adapter.name}": the llama model has no module \`${target.name}\`${didYouMean(target.name, names)}`,
+        target.span,
+      );
+      ok = false;
+    }
+  }
+  return ok ? available.filter((m) => chosen.has(m.name)) : undefined;
+}
+
+/** Data and init files, targets expanded against the model, rank and length bounds, step counts. */
+export const resolveAdapters: Pass = {
+  name: "resolve-adapters",
+  needs: ["job"],
+  run(ir, ctx) {
+    const resolved: ResolvedAdapter[] = [];
+    let complete = true;
+    for (const adapter of ir.job!.adapters) {
+      const examples = countExamples(adapter, ctx);
+      const modules = ir.model ? expandTargets(adapter, ir.model, ctx) : undefined;
+      checkInit(adapter, modules, ctx);
+      if (!ir.model || !modules || examples === undefined) {
+        complete = false;
+        continue;
+      }
+      const rankSpan = adapter.spans["rank"] ?? adapter.span;
+      for (const m of modules) {
+        const bound = Math.min(m.in, m.out);
+        if (adapter.rank > bound) {
+          ctx.report("rankBounds", `adapter "${adapter.name}": rank ${adapter.rank} exceeds min(in, out) = ${bound} of ${m.name}`, rankSpan);
+          complete = false;
+          break;
+        }
+      }
+      if (adapter.seqLen > ir.model.arch.maxSeq) {
+        ctx.report(
+          "seqLenTooLong",
+          `adapter "${adapter.name}": seq_len ${adapter.seqLen} is above the model's max_seq ${ir.model.arch.maxSeq}`,
+          adapter.spans["seq_len"] ?? adapter.span,
+        );
+      }
+      const steps = "steps" in adapter.length ? adapter.length.steps : Math.ceil((examples * adapter.length.epochs) / adapter.batch);
+      resolved.push({
+        ...adapter,
+        modules,
+        examples,
+        steps,
+        microBatchesPerStep: Math.max(1, Math.floor(adapter.batch / adapter.microBatch)),
+        scaling: adapter.rslora ? adapter.alpha / Math.sqrt(adapter.rank) : adapter.alpha / adapter.rank,
+      });
+    }
+    return complete ? { ...ir, adapters: resolved } : ir;
+  },
+};

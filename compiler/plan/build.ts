@@ -1,0 +1,100 @@
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+import type { Ir, StageAssignment } from "../ir.js";
+import { parameterCount } from "../models/llama.js";
+import { VERSION } from "../version.js";
+import { PLAN_FORMAT, SUMMARY_FORMAT, type Plan, type Summary } from "./schema.js";
+
+/** `target` relative to `from`, with forward slashes, so a plan moves between machines. */
+export function relativePath(from: string, target: string): string {
+  const rel = path.relative(from, target);
+  return rel === "" ? "." : rel.split(path.sep).join("/");
+}
+
+export function stageLayers(stage: Pick<StageAssignment, "blocks">): [number, number] {
+  return [Math.floor(stage.blocks[0] / 2), Math.ceil(stage.blocks[1] / 2)];
+}
+
+/** The IR of a successful compile -> the plan. Every path becomes relative to `planDir`. */
+export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" | "schedule" | "job">> & Ir, planDir: string, jobFile: string | null): Plan {
+  const rel = (p: string) => relativePath(planDir, p);
+  const { model, adapters, stages, schedule, job } = ir;
+  return {
+    format: PLAN_FORMAT,
+    compiler: { name: "loraflow", version: VERSION },
+    source: { job: jobFile === null ? null : rel(jobFile), sha256: createHash("sha256").update(ir.source).digest("hex") },
+    model: {
+      name: model.name,
+      arch: "llama",
+      config: model.arch,
+      dtype: model.dtype,
+      parameters: parameterCount(model.arch),
+      folder: model.folder === null ? null : rel(model.folder),
+      weights: model.weights,
+    },
+    adapters: adapters.map((a) => ({
+      name: a.name,
+      rank: a.rank,
+      alpha: a.alpha,
+      scaling: a.scaling,
+      dropout: a.dropout,
+      rslora: a.rslora,
+      targets: a.modules.map((m) => m.name),
+      data: { path: rel(a.data), format: a.format, examples: a.examples },
+      seqLen: a.seqLen,
+      batch: a.batch,
+      microBatch: a.microBatch,
+      microBatchesPerStep: a.microBatchesPerStep,
+      steps: a.steps,
+      optimizer: a.optimizer,
+      init: a.init === undefined ? null : rel(a.init),
+      out: rel(a.out),
+      seed: a.seed,
+      saveEvery: a.saveEvery,
+    })),
+    cluster: {
+      name: job.cluster.name,
+      device: job.cluster.device,
+      gpusPerNode: job.cluster.gpusPerNode,
+      nodes: job.cluster.nodes,
+      netBytesPerSecond: job.cluster.netBytesPerSecond,
+    },
+    recompute: job.plan.recompute,
+    stages: stages.map((s) => ({
+      index: s.index,
+      device: s.device,
+      node: Math.floor(s.device / job.cluster.gpusPerNode),
+      blocks: s.blocks,
+      layers: stageLayers(s),
+      embedding: s.embedding,
+      head: s.head,
+    })),
+    schedule,
+  };
+}
+
+/**
+ * summary.json: the contract other tools read. Cost fields (memory use, busy time, makespan,
+ * bound, idle fraction) stay 0 until the cost model fills them; capacities are the device's.
+ */
+export function buildSummary(plan: Plan, compileMillis: number): Summary {
+  return {
+    format: SUMMARY_FORMAT,
+    schedule: plan.schedule.name,
+    stages: plan.stages.map((s) => ({
+      index: s.index,
+      device: s.device,
+      layers: s.layers,
+      embedding: s.embedding,
+      head: s.head,
+      memoryBytes: 0,
+      memoryCapacityBytes: plan.cluster.device.memoryBytes,
+      busySeconds: 0,
+    })),
+    adapters: plan.adapters.map((a) => ({ name: a.name, steps: a.steps, microBatchesPerStep: a.microBatchesPerStep })),
+    makespanSeconds: 0,
+    lowerBoundSeconds: 0,
+    idleFraction: 0,
+    compileMillis,
+  };
+}

@@ -1,0 +1,148 @@
+import { z } from "zod";
+
+export const PLAN_FORMAT = "loraflow.plan/1";
+export const SUMMARY_FORMAT = "loraflow.summary/1";
+
+const count = z.number().int().nonnegative();
+const positive = z.number().int().positive();
+const finite = z.number().refine(Number.isFinite, "must be a finite number");
+/** Paths in a plan are relative to the plan's folder, with forward slashes. */
+const relPath = z.string().min(1);
+
+const LlamaConfigSchema = z.object({
+  layers: positive,
+  hidden: positive,
+  heads: positive,
+  kvHeads: positive,
+  headDim: positive,
+  ffn: positive,
+  vocab: positive,
+  ropeTheta: finite,
+  normEps: finite,
+  tieEmbeddings: z.boolean(),
+  maxSeq: positive,
+  ropeScaling: z.record(z.string(), z.unknown()).nullable(),
+});
+
+const OptimizerSchema = z.object({
+  kind: z.enum(["adamw", "sgd"]),
+  lr: finite,
+  weightDecay: finite,
+  betas: z.tuple([finite, finite]),
+  eps: finite,
+  momentum: finite,
+  warmup: count,
+  schedule: z.enum(["constant", "linear", "cosine"]),
+  minLr: finite,
+  clip: finite,
+});
+
+const AdapterSchema = z.object({
+  name: z.string().min(1),
+  rank: positive,
+  alpha: finite,
+  scaling: finite,
+  dropout: finite,
+  rslora: z.boolean(),
+  targets: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1),
+  data: z.object({ path: relPath, format: z.enum(["alpaca", "completion", "chat", "tokens"]), examples: count }),
+  seqLen: positive,
+  batch: positive,
+  microBatch: positive,
+  microBatchesPerStep: positive,
+  steps: positive,
+  optimizer: OptimizerSchema,
+  init: relPath.nullable(),
+  out: relPath,
+  seed: count,
+  saveEvery: count,
+});
+
+const StageSchema = z.object({
+  index: count,
+  device: count,
+  node: count,
+  /** [first, last) over layer blocks: block b is layer floor(b/2), its attention half when b is even. */
+  blocks: z.tuple([count, count]),
+  /** [first, last) of the layers any of whose blocks the stage runs. */
+  layers: z.tuple([count, count]),
+  embedding: z.boolean(),
+  head: z.boolean(),
+});
+
+const PhaseSchema = z.object({
+  rounds: positive,
+  adapters: z.array(count).min(1),
+  microBatches: z.array(
+    z.object({
+      id: count,
+      parts: z.array(z.object({ adapter: count, index: count, sequences: positive })).min(1),
+    }),
+  ),
+  actions: z.array(z.array(z.string())),
+});
+
+export const PlanSchema = z.object({
+  format: z.literal(PLAN_FORMAT),
+  compiler: z.object({ name: z.literal("loraflow"), version: z.string() }),
+  source: z.object({ job: relPath.nullable(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
+  model: z.object({
+    name: z.string(),
+    arch: z.literal("llama"),
+    config: LlamaConfigSchema,
+    dtype: z.enum(["bf16", "fp16", "fp32"]),
+    parameters: count,
+    folder: relPath.nullable(),
+    weights: z
+      .object({ format: z.literal("safetensors"), index: z.string().nullable(), files: z.array(z.string()).min(1), dtypes: z.array(z.string()) })
+      .nullable(),
+  }),
+  adapters: z.array(AdapterSchema).min(1),
+  cluster: z.object({
+    name: z.string(),
+    device: z.object({
+      name: z.string(),
+      memoryBytes: finite,
+      tflops: finite,
+      bandwidthBytesPerSecond: finite,
+      link: z.object({ kind: z.enum(["pcie", "nvlink", "shm"]), bytesPerSecond: finite }),
+    }),
+    gpusPerNode: positive,
+    nodes: positive,
+    netBytesPerSecond: finite,
+  }),
+  recompute: z.boolean(),
+  stages: z.array(StageSchema).min(1),
+  schedule: z.object({
+    name: z.enum(["gpipe", "1f1b", "batch", "mlora"]),
+    phases: z.array(PhaseSchema).min(1),
+  }),
+});
+
+export type Plan = z.infer<typeof PlanSchema>;
+export type PlanAdapter = Plan["adapters"][number];
+export type PlanStage = Plan["stages"][number];
+
+export const SummarySchema = z.object({
+  format: z.literal(SUMMARY_FORMAT),
+  schedule: z.string(),
+  stages: z.array(
+    z.object({
+      index: count,
+      device: count,
+      layers: z.tuple([count, count]),
+      embedding: z.boolean(),
+      head: z.boolean(),
+      memoryBytes: finite,
+      memoryCapacityBytes: finite,
+      busySeconds: finite,
+    }),
+  ),
+  adapters: z.array(z.object({ name: z.string(), steps: count, microBatchesPerStep: positive })),
+  makespanSeconds: finite,
+  lowerBoundSeconds: finite,
+  idleFraction: finite,
+  compileMillis: finite,
+});
+
+export type Summary = z.infer<typeof SummarySchema>;

@@ -1,0 +1,77 @@
+import type { MicroBatch, Phase, ResolvedAdapter } from "../ir.js";
+import { formatAction } from "../plan/actions.js";
+import { phaseBoundaries } from "./phases.js";
+
+/**
+ * A flush unit: micro-batches pushed through the pipeline together, then the optimizer steps
+ * of the adapters they train. Every stage finishes a unit before it starts the next.
+ */
+interface Unit {
+  microBatches: MicroBatch[];
+  steps: number[];
+}
+
+export type Interleave = "1f1b" | "gpipe";
+
+/**
+ * One stage's actions for one unit. 1F1B: stage s runs min(p-1-s, n) forwards ahead, then
+ * alternates forward and backward, then drains; GPipe: all forwards, then all backwards.
+ */
+function stageActions(unit: Unit, stage: number, stages: number, interleave: Interleave): string[] {
+  const out: string[] = [];
+  const ids = unit.microBatches.map((m) => m.id);
+  const n = ids.length;
+  const forward = (mb: number) => {
+    if (stage > 0) out.push(formatAction({ op: "RECV", what: "act", mb, peer: stage - 1 }));
+    out.push(formatAction({ op: "F", mb }));
+    if (stage < stages - 1) out.push(formatAction({ op: "SEND", what: "act", mb, peer: stage + 1 }));
+  };
+  const backward = (mb: number) => {
+    if (stage < stages - 1) out.push(formatAction({ op: "RECV", what: "grad", mb, peer: stage + 1 }));
+    out.push(formatAction({ op: "B", mb }));
+    if (stage > 0) out.push(formatAction({ op: "SEND", what: "grad", mb, peer: stage - 1 }));
+  };
+  const warmup = interleave === "gpipe" ? n : Math.min(stages - 1 - stage, n);
+  for (let j = 0; j < warmup; j++) forward(ids[j]!);
+  for (let j = 0; j < n - warmup; j++) {
+    forward(ids[warmup + j]!);
+    backward(ids[j]!);
+  }
+  for (let j = n - warmup; j < n; j++) backward(ids[j]!);
+  for (const adapter of unit.steps) out.push(formatAction({ op: "STEP", adapter }));
+  return out;
+}
+
+function microBatchesOf(adapter: ResolvedAdapter, nextId: () => number): MicroBatch[] {
+  return Array.from({ length: adapter.microBatchesPerStep }, (_, index) => ({
+    id: nextId(),
+    parts: [{ adapter: adapter.index, index, sequences: adapter.microBatch }],
+  }));
+}
+
+/**
+ * Flush-per-step schedules. `fused` false: adapters one after another, each step its own unit
+ * (1F1B or GPipe inside). `fused` true (`batch`): micro-batch j of every active adapter share one
+ * fused micro-batch, all adapters step together after one flush.
+ */
+export function flushSchedule(adapters: readonly ResolvedAdapter[], stages: number, interleave: Interleave, fused: boolean): Phase[] {
+  return phaseBoundaries(adapters).map(({ rounds, adapters: active }) => {
+    let id = 0;
+    const nextId = () => id++;
+    const members = active.map((i) => adapters[i]!);
+    let units: Unit[];
+    if (fused) {
+      const depth = Math.max(...members.map((a) => a.microBatchesPerStep));
+      const microBatches: MicroBatch[] = [];
+      for (let j = 0; j < depth; j++) {
+        const parts = members.filter((a) => j < a.microBatchesPerStep).map((a) => ({ adapter: a.index, index: j, sequences: a.microBatch }));
+        microBatches.push({ id: nextId(), parts });
+      }
+      units = [{ microBatches, steps: active }];
+    } else {
+      units = members.map((a) => ({ microBatches: microBatchesOf(a, nextId), steps: [a.index] }));
+    }
+    const actions = Array.from({ length: stages }, (_, s) => units.flatMap((u) => stageActions(u, s, stages, interleave)));
+    return { rounds, adapters: active, microBatches: units.flatMap((u) => u.microBatches), actions };
+  });
+}

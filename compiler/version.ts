@@ -1,0 +1,2 @@
+/** The compiler's version, written into every plan (kept equal to package.json's by a test). */
+export const VERSION = "0.1.0";
