@@ -6,5 +6,6 @@ export default defineConfig({
     testTimeout: 60_000,
     // The machines have 2 cores; more workers only add contention.
     maxWorkers: 2,
+    reporters: ["default", "./test/count-reporter.ts"],
   },
 });

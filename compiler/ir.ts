@@ -1,3 +1,4 @@
+import * as path from "node:path";
 import type { Diagnostic, DiagnosticName, JobAst, Span } from "../dsl/index.js";
 import { diagnostic } from "../dsl/index.js";
 import type { CompileHost } from "./host.js";
@@ -16,6 +17,7 @@ export interface ResolvedModel {
 }
 
 export interface ResolvedAdapter extends AdapterSpec {
+  data: string;
   /** Targets expanded to module names, in the model's order. */
   modules: TargetModule[];
   /** Non-blank lines of the data file. */
@@ -95,6 +97,8 @@ export interface PassContext {
   planDir: string;
   options: CompileOptions;
   report(kind: DiagnosticName, message: string, span?: Span): void;
+  /** A path as messages show it: relative to the working folder when under it, else absolute. */
+  display(path: string): string;
   diagnostics: Diagnostic[];
 }
 
@@ -107,6 +111,10 @@ export function makeContext(host: CompileHost, file: string, baseDir: string, pl
     planDir,
     options,
     diagnostics,
+    display(p) {
+      const rel = path.relative(process.cwd(), p);
+      return rel === "" ? "." : rel.startsWith("..") || path.isAbsolute(rel) ? p : rel;
+    },
     report(kind, message, span) {
       diagnostics.push(diagnostic(kind, message, span, file));
     },

@@ -62,8 +62,8 @@ export interface AdapterSpec {
   rslora: boolean;
   /** As written: module names or the groups all | attention | mlp. */
   targets: { name: string; span: Span }[];
-  /** Absolute path. */
-  data: string;
+  /** Absolute path; absent when the job forgot it (already reported). */
+  data?: string;
   format: DataFormat;
   seqLen: number;
   batch: number;

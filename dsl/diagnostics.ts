@@ -56,8 +56,7 @@ export const Diagnostics = {
   dataMissing: { code: "LF3008", severity: "error", title: "an adapter's data file does not exist or is empty" },
   initInvalid: { code: "LF3009", severity: "error", title: "an `init` adapter folder missing or unlike the adapter it starts" },
 
-  emptyStage: { code: "LF4001", severity: "error", title: "a partition that leaves a stage without layers" },
-  planInvalid: { code: "LF4002", severity: "error", title: "the verifier found a broken plan (an internal error: please report it)" },
+  planInvalid: { code: "LF4001", severity: "error", title: "the verifier found a broken plan (an internal error: please report it)" },
 
   planUnreadable: { code: "LF5001", severity: "error", title: "a plan file that is not valid JSON" },
   planSchema: { code: "LF5002", severity: "error", title: "a plan file that does not match the plan schema" },

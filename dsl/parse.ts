@@ -48,9 +48,8 @@ export function parseJob(source: string, file?: string): ParseResult {
     const context = error.context.ruleStack.includes("block") ? " in this block" : "";
     let message: string;
     if (error.name === "MismatchedTokenException") {
-      const expected = /-->\s*(\S+)\s*<--/.exec(error.message)?.[1] ?? "";
-      const wanted = expected === "RCurly" ? "`}`" : expected === "LCurly" ? "`{`" : expected.toLowerCase();
-      message = `expected ${wanted}${context}, found ${found}`;
+      const expected = /-->\s*(.+?)\s*<--/.exec(error.message)?.[1] ?? "something else";
+      message = `expected ${expected}${context}, found ${found}`;
     } else if (error.name === "NotAllInputParsedException") {
       message = `unexpected ${found}: expected a block such as \`adapter NAME { ... }\``;
     } else {

@@ -105,10 +105,13 @@ export function readBody(items: readonly Atom[], spec: BodySpec, where: string, 
         reported = true;
       }
       i++;
-      // Later words are taken as the unknown property's values, unless one looks like a
-      // misspelled property of its own: that one is reported too.
+      // Later atoms are taken as the unknown property's values. A word is reported as a
+      // property of its own when it looks like a misspelled one, or when it follows a value
+      // that is not a word (`alpah 8 colour blue`: `colour` starts something new).
       const nextAtom = items[i];
-      if (nextAtom?.kind === "word" && !isKey(nextAtom) && closest(nextAtom.text, keys) !== undefined) reported = false;
+      if (nextAtom?.kind === "word" && !isKey(nextAtom) && (closest(nextAtom.text, keys) !== undefined || atom.kind !== "word")) {
+        reported = false;
+      }
     }
   };
 

@@ -10,8 +10,8 @@ export const Comment = createToken({
   group: Lexer.SKIPPED,
   start_chars_hint: ["#", "/"],
 });
-export const LCurly = createToken({ name: "LCurly", pattern: "{", label: "'{'" });
-export const RCurly = createToken({ name: "RCurly", pattern: "}", label: "'}'" });
+export const LCurly = createToken({ name: "LCurly", pattern: "{", label: "`{`" });
+export const RCurly = createToken({ name: "RCurly", pattern: "}", label: "`}`" });
 
 /** Strings, closed or not: an unclosed one is reported once by the lexing step and parsed as if closed. */
 export const StringLiteral = createToken({ name: "StringLiteral", pattern: Lexer.NA, label: "a string" });

@@ -139,7 +139,6 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
           { name: "q_proj", span: block.kindSpan },
           { name: "v_proj", span: block.kindSpan },
         ],
-    data: path.resolve(ctx.baseDir, data ?? ""),
     format: (v.text("format") ?? "alpaca") as DataFormat,
     seqLen: v.ranged("seq_len", 512, where, { min: 1 }),
     batch,
@@ -150,6 +149,7 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
     seed: v.ranged("seed", 0, where, { min: 0, max: 2 ** 32 - 1 }),
     saveEvery: v.ranged("save_every", 0, where, { min: 0 }),
   };
+  if (data !== undefined) spec.data = path.resolve(ctx.baseDir, data);
   const init = v.text("init");
   if (init !== undefined) spec.init = path.resolve(ctx.baseDir, init);
   return spec;
@@ -252,7 +252,7 @@ export const checkJob: Pass = {
     for (const a of job.adapters) {
       const other = outs.get(a.out);
       if (other !== undefined) {
-        ctx.report("sharedOutput", `adapters "${other}" and "${a.name}" would both write to ${a.out}`, a.spans["out"] ?? a.span);
+        ctx.report("sharedOutput", `adapters "${other}" and "${a.name}" would both write to ${ctx.display(a.out)}`, a.spans["out"] ?? a.span);
       } else outs.set(a.out, a.name);
     }
 

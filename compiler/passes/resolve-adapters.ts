@@ -4,16 +4,16 @@ import type { Ir, Pass, PassContext, ResolvedAdapter, ResolvedModel } from "../i
 import type { AdapterSpec } from "../job.js";
 import { TARGET_GROUPS, TARGET_MODULES, targetModules, type TargetModule } from "../models/llama.js";
 
-function countExamples(adapter: AdapterSpec, ctx: PassContext): number | undefined {
+function countExamples(adapter: AdapterSpec & { data: string }, ctx: PassContext): number | undefined {
   const at = adapter.spans["data"] ?? adapter.span;
   const kind = ctx.host.kind(adapter.data);
   if (kind !== "file") {
-    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${adapter.data} ${kind === "dir" ? "is a folder" : "does not exist"}`, at);
+    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${ctx.display(adapter.data)} ${kind === "dir" ? "is a folder" : "does not exist"}`, at);
     return undefined;
   }
   const lines = ctx.host.countLines(adapter.data);
   if (lines === 0) {
-    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${adapter.data} has no examples`, at);
+    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${ctx.display(adapter.data)} has no examples`, at);
     return undefined;
   }
   return lines;
@@ -25,7 +25,7 @@ function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ct
   const at = adapter.spans["init"] ?? adapter.span;
   const where = `adapter "${adapter.name}": init`;
   if (ctx.host.kind(adapter.init) !== "dir") {
-    ctx.report("initInvalid", `${where} folder ${adapter.init} does not exist`, at);
+    ctx.report("initInvalid", `${where} folder ${ctx.display(adapter.init)} does not exist`, at);
     return;
   }
   const configPath = path.join(adapter.init, "adapter_config.json");
@@ -35,7 +35,7 @@ function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ct
     if (typeof config !== "object" || config === null) throw new Error("not a JSON object");
   } catch (e) {
     const missing = ctx.host.kind(configPath) !== "file";
-    ctx.report("initInvalid", `${where}: ${configPath} ${missing ? "does not exist" : `is not valid JSON (${(e as Error).message})`}`, at);
+    ctx.report("initInvalid", `${where}: ${ctx.display(configPath)} ${missing ? "does not exist" : `is not valid JSON (${(e as Error).message})`}`, at);
     return;
   }
   if (config["peft_type"] !== undefined && config["peft_type"] !== "LORA") {
@@ -53,7 +53,7 @@ function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ct
     }
   }
   if (ctx.host.kind(path.join(adapter.init, "adapter_model.safetensors")) !== "file") {
-    ctx.report("initInvalid", `${where}: ${path.join(adapter.init, "adapter_model.safetensors")} does not exist`, at);
+    ctx.report("initInvalid", `${where}: ${ctx.display(path.join(adapter.init, "adapter_model.safetensors"))} does not exist`, at);
   }
 }
 
@@ -86,23 +86,23 @@ export const resolveAdapters: Pass = {
     const resolved: ResolvedAdapter[] = [];
     let complete = true;
     for (const adapter of ir.job!.adapters) {
-      const examples = countExamples(adapter, ctx);
+      const examples = adapter.data === undefined ? undefined : countExamples({ ...adapter, data: adapter.data }, ctx);
       const modules = ir.model ? expandTargets(adapter, ir.model, ctx) : undefined;
       checkInit(adapter, modules, ctx);
-      if (!ir.model || !modules || examples === undefined) {
+      if (!ir.model || !modules || examples === undefined || adapter.data === undefined) {
         complete = false;
         continue;
       }
-      const rankSpan = adapter.spans["rank"] ?? adapter.span;
-      for (const m of modules) {
-        const bound = Math.min(m.in, m.out);
-        if (adapter.rank > bound) {
-          ctx.report("rankBounds", `adapter "${adapter.name}": rank ${adapter.rank} exceeds min(in, out) = ${bound} of ${m.name}`, rankSpan);
-          complete = false;
-          break;
-        }
+      // The tightest target bounds the rank: name it, so the message says the largest rank allowed.
+      const tightest = modules.reduce((a, b) => (Math.min(b.in, b.out) < Math.min(a.in, a.out) ? b : a));
+      const bound = Math.min(tightest.in, tightest.out);
+      if (adapter.rank > bound) {
+        ctx.report("rankBounds", `adapter "${adapter.name}": rank ${adapter.rank} exceeds min(in, out) = ${bound} of ${tightest.name}`, adapter.spans["rank"] ?? adapter.span);
+        complete = false;
       }
-      if (adapter.seqLen > ir.model.arch.maxSeq) {
+      // An unwritten seq_len defaults to 512, or the model's max_seq when that is shorter.
+      const seqLen = adapter.spans["seq_len"] ? adapter.seqLen : Math.min(adapter.seqLen, ir.model.arch.maxSeq);
+      if (seqLen > ir.model.arch.maxSeq) {
         ctx.report(
           "seqLenTooLong",
           `adapter "${adapter.name}": seq_len ${adapter.seqLen} is above the model's max_seq ${ir.model.arch.maxSeq}`,
@@ -112,6 +112,8 @@ export const resolveAdapters: Pass = {
       const steps = "steps" in adapter.length ? adapter.length.steps : Math.ceil((examples * adapter.length.epochs) / adapter.batch);
       resolved.push({
         ...adapter,
+        data: adapter.data,
+        seqLen,
         modules,
         examples,
         steps,

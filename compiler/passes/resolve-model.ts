@@ -12,24 +12,24 @@ function readConfig(model: ModelSpec, ctx: PassContext, at: Span): { arch: Parti
   const folder = model.from!;
   const kind = ctx.host.kind(folder);
   if (kind !== "dir") {
-    ctx.report("modelFolderMissing", `model folder ${folder} ${kind === "file" ? "is a file, not a folder" : "does not exist"}`, at);
+    ctx.report("modelFolderMissing", `model folder ${ctx.display(folder)} ${kind === "file" ? "is a file, not a folder" : "does not exist"}`, at);
     return undefined;
   }
   const configPath = path.join(folder, "config.json");
   if (ctx.host.kind(configPath) !== "file") {
-    ctx.report("configUnreadable", `${configPath} does not exist`, at);
+    ctx.report("configUnreadable", `${ctx.display(configPath)} does not exist`, at);
     return undefined;
   }
   let json: unknown;
   try {
     json = JSON.parse(ctx.host.readText(configPath));
   } catch (e) {
-    ctx.report("configUnreadable", `${configPath} is not valid JSON (${(e as Error).message})`, at);
+    ctx.report("configUnreadable", `${ctx.display(configPath)} is not valid JSON (${(e as Error).message})`, at);
     return undefined;
   }
   const reading = readLlamaConfig(json);
-  for (const problem of reading.problems) ctx.report("configInvalid", `${configPath}: ${problem}`, at);
-  for (const feature of reading.unsupported) ctx.report("unsupportedArch", `${configPath}: unsupported ${feature}`, at);
+  for (const problem of reading.problems) ctx.report("configInvalid", `${ctx.display(configPath)}: ${problem}`, at);
+  for (const feature of reading.unsupported) ctx.report("unsupportedArch", `${ctx.display(configPath)}: unsupported ${feature}`, at);
   const out: { arch: Partial<LlamaArch>; dtype?: ModelSpec["dtype"] } = { arch: reading.arch };
   if (reading.dtype) out.dtype = reading.dtype;
   return out;
@@ -87,16 +87,16 @@ function resolveArch(model: ModelSpec, ctx: PassContext): { arch: LlamaArch; dty
 function resolveWeights(model: ModelSpec, arch: LlamaArch, ctx: PassContext): WeightsInfo | null {
   const at = model.spans["from"] ?? model.span;
   const reading = readWeights(ctx.host, model.from!);
-  for (const message of reading.unreadable) ctx.report("weightsUnreadable", `${model.from}: ${message}`, at);
+  for (const message of reading.unreadable) ctx.report("weightsUnreadable", `${ctx.display(model.from!)}: ${message}`, at);
   if (reading.unreadable.length > 0) return null;
   if (!reading.info) {
-    ctx.report("noWeights", `${model.from} has no *.safetensors weights; the plan compiles, but \`loraflow run\` needs them`, at);
+    ctx.report("noWeights", `${ctx.display(model.from!)} has no *.safetensors weights; the plan compiles, but \`loraflow run\` needs them`, at);
     return null;
   }
   const problems = weightProblems(weightShapes(arch), reading.tensors);
-  for (const message of problems.slice(0, MAX_WEIGHT_REPORTS)) ctx.report("weightsMismatch", `${model.from}: ${message}`, at);
+  for (const message of problems.slice(0, MAX_WEIGHT_REPORTS)) ctx.report("weightsMismatch", `${ctx.display(model.from!)}: ${message}`, at);
   if (problems.length > MAX_WEIGHT_REPORTS) {
-    ctx.report("weightsMismatch", `${model.from}: and ${problems.length - MAX_WEIGHT_REPORTS} more weight problems`, at);
+    ctx.report("weightsMismatch", `${ctx.display(model.from!)}: and ${problems.length - MAX_WEIGHT_REPORTS} more weight problems`, at);
   }
   return reading.info;
 }

@@ -50,38 +50,39 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
           return;
         }
         actions.push(action);
-        const label = `${at}, action ${i} \`${text}\``;
+        // Built only when a problem is reported: most plans have none, and they are large.
+        const label = () => `${at}, action ${i} \`${text}\``;
         if (action.op === "STEP") {
-          if (!phase.adapters.includes(action.adapter)) problems.push(`${label}: adapter ${action.adapter} is not in the phase`);
-          if (stepped.has(action.adapter)) problems.push(`${label}: the adapter already stepped this round`);
+          if (!phase.adapters.includes(action.adapter)) problems.push(`${label()}: adapter ${action.adapter} is not in the phase`);
+          if (stepped.has(action.adapter)) problems.push(`${label()}: the adapter already stepped this round`);
           stepped.add(action.adapter);
           for (const [mb, members] of mbAdapters) {
-            if (members.has(action.adapter) && !backwarded.has(mb)) problems.push(`${label}: comes before B mb${mb}`);
+            if (members.has(action.adapter) && !backwarded.has(mb)) problems.push(`${label()}: comes before B mb${mb}`);
           }
           return;
         }
         if (!mbAdapters.has(action.mb)) {
-          problems.push(`${label}: mb${action.mb} is not in the phase`);
+          problems.push(`${label()}: mb${action.mb} is not in the phase`);
           return;
         }
         for (const a of mbAdapters.get(action.mb)!) {
-          if (stepped.has(a)) problems.push(`${label}: adapter ${a} already stepped this round`);
+          if (stepped.has(a)) problems.push(`${label()}: adapter ${a} already stepped this round`);
         }
         if (action.op === "SEND" || action.op === "RECV") {
           const expectedPeer = (action.what === "act") === (action.op === "SEND") ? s + 1 : s - 1;
-          if (action.peer !== expectedPeer) problems.push(`${label}: ${action.what} goes between s${s} and s${expectedPeer}`);
+          if (action.peer !== expectedPeer) problems.push(`${label()}: ${action.what} goes between s${s} and s${expectedPeer}`);
           if (action.op === "RECV") received.add(`${action.what} ${action.mb}`);
-          else if (!(action.what === "act" ? forwarded : backwarded).has(action.mb)) problems.push(`${label}: sent before it was computed`);
+          else if (!(action.what === "act" ? forwarded : backwarded).has(action.mb)) problems.push(`${label()}: sent before it was computed`);
           return;
         }
         if (action.op === "F") {
-          if (forwarded.has(action.mb)) problems.push(`${label}: a second forward`);
-          if (s > 0 && !received.has(`act ${action.mb}`)) problems.push(`${label}: runs before RECV act mb${action.mb}`);
+          if (forwarded.has(action.mb)) problems.push(`${label()}: a second forward`);
+          if (s > 0 && !received.has(`act ${action.mb}`)) problems.push(`${label()}: runs before RECV act mb${action.mb}`);
           forwarded.add(action.mb);
         } else {
-          if (backwarded.has(action.mb)) problems.push(`${label}: a second backward`);
-          if (!forwarded.has(action.mb)) problems.push(`${label}: runs before F mb${action.mb}`);
-          if (s < stages - 1 && !received.has(`grad ${action.mb}`)) problems.push(`${label}: runs before RECV grad mb${action.mb}`);
+          if (backwarded.has(action.mb)) problems.push(`${label()}: a second backward`);
+          if (!forwarded.has(action.mb)) problems.push(`${label()}: runs before F mb${action.mb}`);
+          if (s < stages - 1 && !received.has(`grad ${action.mb}`)) problems.push(`${label()}: runs before RECV grad mb${action.mb}`);
           backwarded.add(action.mb);
         }
       });
@@ -114,8 +115,14 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
       }
     }
   });
-  const channels = new Map<string, number[]>();
+  // Per channel, what was sent in order and how much of it has been received.
+  const channels = new Map<string, { sent: number[]; received: number }>();
   const key = (what: string, from: number, to: number) => `${what} ${from}->${to}`;
+  const channel = (k: string) => {
+    let c = channels.get(k);
+    if (!c) channels.set(k, (c = { sent: [], received: 0 }));
+    return c;
+  };
   const pc = new Array<number>(stages).fill(0);
   for (;;) {
     let progressed = false;
@@ -124,13 +131,13 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
       while (pc[s]! < program.length) {
         const { action, where } = program[pc[s]!]!;
         if (action.op === "SEND") {
-          const k = key(action.what, s, action.peer);
-          channels.set(k, [...(channels.get(k) ?? []), action.mb]);
+          channel(key(action.what, s, action.peer)).sent.push(action.mb);
         } else if (action.op === "RECV") {
-          const queue = channels.get(key(action.what, action.peer, s)) ?? [];
-          if (queue.length === 0) break;
-          if (queue[0] !== action.mb) return [`${where}: receives ${action.what} mb${action.mb} from s${action.peer}, which sent mb${queue[0]} first`];
-          queue.shift();
+          const c = channel(key(action.what, action.peer, s));
+          if (c.received === c.sent.length) break;
+          const next = c.sent[c.received]!;
+          if (next !== action.mb) return [`${where}: receives ${action.what} mb${action.mb} from s${action.peer}, which sent mb${next} first`];
+          c.received++;
         }
         pc[s]!++;
         progressed = true;
@@ -142,6 +149,6 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
       return [`deadlock: ${blocked.join("; ")}`];
     }
   }
-  const leftover = [...channels].filter(([, q]) => q.length > 0).map(([k, q]) => `${k}: mb${q.join(", mb")}`);
+  const leftover = [...channels].filter(([, c]) => c.received < c.sent.length).map(([k, c]) => `${k}: mb${c.sent.slice(c.received).join(", mb")}`);
   return leftover.length > 0 ? [`sent but never received: ${leftover.join("; ")}`] : [];
 }
