@@ -235,6 +235,10 @@ export const checkJob: Pass = {
     const seen = new Map<string, BlockAst>();
     for (const a of adapters) {
       if (!a.name) continue;
+      // Names become folder names (adapters/NAME) and metric labels.
+      if (!/^[A-Za-z0-9_][A-Za-z0-9_.\- ]*$/.test(a.name.text) || a.name.text.length > 100) {
+        ctx.report("badName", `adapter name ${JSON.stringify(a.name.text)}: use letters, digits, _ . - and spaces, not starting with . - or a space`, a.name.span);
+      }
       const first = seen.get(a.name.text);
       if (first) {
         ctx.report("duplicateName", `adapter "${a.name.text}" is defined twice (first at ${first.name!.span.line}:${first.name!.span.col})`, a.name.span);
