@@ -1,0 +1,67 @@
+// js_args.h: reading typed arguments from JavaScript objects, with errors that name the field.
+#pragma once
+#include <napi.h>
+
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+
+namespace loraflow::js {
+
+inline Napi::Value field(const Napi::Object& o, const std::string& key, const std::string& where) {
+  LF_CHECK(o.Has(key), where << ": `" << key << "` is missing");
+  return o.Get(key);
+}
+
+inline double number(const Napi::Object& o, const std::string& key, const std::string& where) {
+  Napi::Value v = field(o, key, where);
+  LF_CHECK(v.IsNumber(), where << ": `" << key << "` must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+inline int64_t integer(const Napi::Object& o, const std::string& key, const std::string& where) {
+  const double d = number(o, key, where);
+  LF_CHECK(d == static_cast<double>(static_cast<int64_t>(d)), where << ": `" << key << "` must be a whole number");
+  return static_cast<int64_t>(d);
+}
+
+inline bool boolean(const Napi::Object& o, const std::string& key, const std::string& where) {
+  Napi::Value v = field(o, key, where);
+  LF_CHECK(v.IsBoolean(), where << ": `" << key << "` must be true or false");
+  return v.As<Napi::Boolean>().Value();
+}
+
+inline Napi::Object object(const Napi::Object& o, const std::string& key, const std::string& where) {
+  Napi::Value v = field(o, key, where);
+  LF_CHECK(v.IsObject(), where << ": `" << key << "` must be an object");
+  return v.As<Napi::Object>();
+}
+
+inline Napi::Array array(const Napi::Object& o, const std::string& key, const std::string& where) {
+  Napi::Value v = field(o, key, where);
+  LF_CHECK(v.IsArray(), where << ": `" << key << "` must be an array");
+  return v.As<Napi::Array>();
+}
+
+// A typed array of exactly `expected` elements (any length when expected < 0), copied out.
+template <typename T, napi_typedarray_type Kind>
+std::vector<T> typed(const Napi::Value& v, int64_t expected, const std::string& what) {
+  LF_CHECK(v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == Kind, what << " has the wrong array type");
+  auto arr = v.As<Napi::TypedArrayOf<T>>();
+  LF_CHECK(expected < 0 || static_cast<int64_t>(arr.ElementLength()) == expected,
+           what << " has " << arr.ElementLength() << " elements, expected " << expected);
+  return std::vector<T>(arr.Data(), arr.Data() + arr.ElementLength());
+}
+
+inline std::vector<double> doubles(const Napi::Value& v, int64_t expected, const std::string& what) {
+  return typed<double, napi_float64_array>(v, expected, what);
+}
+inline std::vector<int32_t> ints(const Napi::Value& v, int64_t expected, const std::string& what) {
+  return typed<int32_t, napi_int32_array>(v, expected, what);
+}
+inline std::vector<uint64_t> keys(const Napi::Value& v, int64_t expected, const std::string& what) {
+  return typed<uint64_t, napi_biguint64_array>(v, expected, what);
+}
+
+}  // namespace loraflow::js

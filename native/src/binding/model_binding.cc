@@ -1,0 +1,243 @@
+// model_binding.cc: `modelGrad(spec)`, a whole model cut into stages run one micro-batch at a
+// time on the calling thread: the summed loss and every adapter's LoRA gradients, in double or
+// float. The tests difference the loss numerically against these gradients end to end, and
+// compare stage cuts and fusions with each other.
+#include <napi.h>
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binding/js_args.h"
+#include "core/check.h"
+#include "model/stage.h"
+
+namespace loraflow {
+namespace {
+
+const char* kModuleNames[kModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char* kModuleParents[kModules] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+
+LlamaConfig read_config(const Napi::Object& o) {
+  const std::string w = "config";
+  LlamaConfig c;
+  c.layers = js::integer(o, "layers", w);
+  c.hidden = js::integer(o, "hidden", w);
+  c.heads = js::integer(o, "heads", w);
+  c.kv_heads = js::integer(o, "kvHeads", w);
+  c.head_dim = js::integer(o, "headDim", w);
+  c.ffn = js::integer(o, "ffn", w);
+  c.vocab = js::integer(o, "vocab", w);
+  c.rope_theta = js::number(o, "ropeTheta", w);
+  c.norm_eps = js::number(o, "normEps", w);
+  c.tie_embeddings = js::boolean(o, "tieEmbeddings", w);
+  LF_CHECK(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.kv_heads > 0 && c.head_dim > 0 && c.ffn > 0 && c.vocab > 0,
+           "config: sizes must be positive");
+  LF_CHECK(c.heads % c.kv_heads == 0 && c.head_dim % 2 == 0, "config: heads must be a multiple of kvHeads, headDim even");
+  return c;
+}
+
+template <typename S>
+struct ModelRun {
+  LlamaConfig config;
+  std::map<std::string, std::vector<S>> weights;                 // by Hugging Face name
+  std::vector<std::vector<std::vector<S>>> adapter_storage;       // [adapter][site] A, B, dA, dB flattened
+  std::vector<std::vector<std::unique_ptr<AdapterOnStage<S>>>> on_stage;  // [stage][adapter]
+  std::vector<std::unique_ptr<Stage<S>>> stages;
+
+  const S* weight(const std::string& name, int64_t expected) const {
+    auto it = weights.find(name);
+    LF_CHECK(it != weights.end(), "weights: `" << name << "` is missing");
+    LF_CHECK(static_cast<int64_t>(it->second.size()) == expected, "weights: `" << name << "` has " << it->second.size() << " elements, expected " << expected);
+    return it->second.data();
+  }
+};
+
+template <typename S>
+std::vector<S> convert(const std::vector<double>& v) {
+  return std::vector<S>(v.begin(), v.end());
+}
+
+template <typename S>
+Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
+  ModelRun<S> m;
+  m.config = read_config(js::object(spec, "config", "spec"));
+  const LlamaConfig& c = m.config;
+
+  Napi::Object weights = js::object(spec, "weights", "spec");
+  Napi::Array names = weights.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    std::string name = names.Get(i).As<Napi::String>();
+    m.weights[name] = convert<S>(js::doubles(weights.Get(name), -1, "weights." + name));
+  }
+
+  // Adapters: per site "LAYER.MODULE" -> { A, B }; gradients live beside them.
+  Napi::Array adapters = js::array(spec, "adapters", "spec");
+  struct AdapterInfo {
+    int64_t rank;
+    double scale, dropout;
+    std::map<std::pair<int64_t, int>, std::array<std::vector<S>, 4>> sites;  // A, B, dA, dB
+  };
+  std::vector<AdapterInfo> infos(adapters.Length());
+  for (uint32_t a = 0; a < adapters.Length(); a++) {
+    const std::string where = "adapters[" + std::to_string(a) + "]";
+    Napi::Object ao = adapters.Get(a).As<Napi::Object>();
+    AdapterInfo& info = infos[a];
+    info.rank = js::integer(ao, "rank", where);
+    info.scale = js::number(ao, "scale", where);
+    info.dropout = js::number(ao, "dropout", where);
+    LF_CHECK(info.rank > 0 && info.dropout >= 0 && info.dropout < 1, where << ": rank must be positive, dropout in [0, 1)");
+    Napi::Object sites = js::object(ao, "sites", where);
+    Napi::Array keys = sites.GetPropertyNames();
+    for (uint32_t k = 0; k < keys.Length(); k++) {
+      std::string key = keys.Get(k).As<Napi::String>();
+      const auto dot = key.find('.');
+      LF_CHECK(dot != std::string::npos, where << ": site `" << key << "` is not LAYER.MODULE");
+      const int64_t layer = std::stoll(key.substr(0, dot));
+      int module = -1;
+      for (int mm = 0; mm < kModules; mm++) if (key.substr(dot + 1) == kModuleNames[mm]) module = mm;
+      LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, where << ": site `" << key << "` names no LoRA site of the model");
+      Napi::Object so = sites.Get(key).As<Napi::Object>();
+      const int64_t in = module_in(c, module), out = module_out(c, module);
+      auto& arrays = info.sites[{layer, module}];
+      arrays[0] = convert<S>(js::doubles(js::field(so, "A", where), info.rank * in, where + "." + key + ".A"));
+      arrays[1] = convert<S>(js::doubles(js::field(so, "B", where), out * info.rank, where + "." + key + ".B"));
+      arrays[2].assign(arrays[0].size(), S(0));
+      arrays[3].assign(arrays[1].size(), S(0));
+    }
+  }
+
+  Napi::Array stage_ranges = js::array(spec, "stages", "spec");
+  LF_CHECK(stage_ranges.Length() > 0, "spec: `stages` is empty");
+  int64_t next_block = 0;
+  for (uint32_t s = 0; s < stage_ranges.Length(); s++) {
+    Napi::Array r = stage_ranges.Get(s).As<Napi::Array>();
+    const int64_t b0 = r.Get(0u).As<Napi::Number>().Int64Value(), b1 = r.Get(1u).As<Napi::Number>().Int64Value();
+    LF_CHECK(b0 == next_block && b1 >= b0, "stages[" << s << "] does not continue from block " << next_block);
+    next_block = b1;
+    const bool first = s == 0, last = s + 1 == stage_ranges.Length();
+    StageWeights<S> w;
+    if (first) w.embed = m.weight("model.embed_tokens.weight", c.vocab * c.hidden);
+    if (last) {
+      w.final_norm = m.weight("model.norm.weight", c.hidden);
+      w.lm_head = c.tie_embeddings ? m.weight("model.embed_tokens.weight", c.vocab * c.hidden) : m.weight("lm_head.weight", c.vocab * c.hidden);
+    }
+    const int64_t l0 = b0 / 2, l1 = b1 == b0 ? l0 : (b1 + 1) / 2;
+    m.on_stage.emplace_back();
+    for (int64_t l = l0; l < l1; l++) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      LayerWeights<S> lw;
+      lw.input_norm = m.weight(p + "input_layernorm.weight", c.hidden);
+      lw.post_norm = m.weight(p + "post_attention_layernorm.weight", c.hidden);
+      const S** slots[kModules] = {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down};
+      for (int mm = 0; mm < kModules; mm++) {
+        *slots[mm] = m.weight(p + kModuleParents[mm] + "." + kModuleNames[mm] + ".weight", module_in(c, mm) * module_out(c, mm));
+      }
+      w.layers.push_back(lw);
+    }
+    auto stage = std::make_unique<Stage<S>>(c, b0, b1, first, last, std::move(w));
+    for (size_t a = 0; a < infos.size(); a++) {
+      auto on = std::make_unique<AdapterOnStage<S>>();
+      on->rank = infos[a].rank;
+      on->scale = infos[a].scale;
+      on->dropout = infos[a].dropout;
+      on->layers.resize(static_cast<size_t>(l1 - l0));
+      for (int64_t l = l0; l < l1; l++) {
+        for (int mm = 0; mm < kModules; mm++) {
+          auto it = infos[a].sites.find({l, mm});
+          if (it == infos[a].sites.end()) continue;
+          auto& site = on->layers[static_cast<size_t>(l - l0)][mm];
+          site.A = it->second[0].data();
+          site.B = it->second[1].data();
+          site.dA = it->second[2].data();
+          site.dB = it->second[3].data();
+        }
+      }
+      stage->set_adapter(static_cast<int>(a), on.get());
+      m.on_stage.back().push_back(std::move(on));
+    }
+    m.stages.push_back(std::move(stage));
+  }
+  LF_CHECK(next_block == 2 * c.layers, "spec: the stages cover blocks [0, " << next_block << ") of " << 2 * c.layers);
+
+  Napi::Array mbs = js::array(spec, "microBatches", "spec");
+  double loss = 0;
+  for (uint32_t i = 0; i < mbs.Length(); i++) {
+    const std::string where = "microBatches[" + std::to_string(i) + "]";
+    Napi::Object mo = mbs.Get(i).As<Napi::Object>();
+    MicroBatchRows rows;
+    rows.tokens = js::ints(js::field(mo, "tokens", where), -1, where + ".tokens");
+    rows.T = static_cast<int64_t>(rows.tokens.size());
+    rows.targets = js::ints(js::field(mo, "targets", where), rows.T, where + ".targets");
+    rows.seg_start = js::ints(js::field(mo, "segStart", where), rows.T, where + ".segStart");
+    rows.pos = js::ints(js::field(mo, "pos", where), rows.T, where + ".pos");
+    rows.row_keys = js::keys(js::field(mo, "rowKeys", where), rows.T, where + ".rowKeys");
+    for (int64_t t = 0; t < rows.T; t++) {
+      LF_CHECK(rows.tokens[t] >= 0 && rows.tokens[t] < c.vocab, where << ": token " << rows.tokens[t] << " at row " << t << " is outside the vocabulary");
+      LF_CHECK(rows.targets[t] == -100 || (rows.targets[t] >= 0 && rows.targets[t] < c.vocab), where << ": target at row " << t << " is outside the vocabulary");
+      LF_CHECK(rows.seg_start[t] >= 0 && rows.seg_start[t] <= t, where << ": segStart[" << t << "] must be in [0, " << t << "]");
+    }
+    Napi::Array parts = js::array(mo, "parts", where);
+    int64_t row = 0;
+    for (uint32_t p = 0; p < parts.Length(); p++) {
+      Napi::Object po = parts.Get(p).As<Napi::Object>();
+      AdapterRows part;
+      part.adapter = static_cast<int>(js::integer(po, "adapter", where));
+      part.row0 = js::integer(po, "row0", where);
+      part.rows = js::integer(po, "rows", where);
+      part.grad_scale = js::number(po, "gradScale", where);
+      LF_CHECK(part.adapter >= 0 && part.adapter < static_cast<int>(infos.size()), where << ": part " << p << " names adapter " << part.adapter);
+      LF_CHECK(part.row0 == row && part.rows > 0, where << ": parts must cover the rows in order");
+      row += part.rows;
+      rows.parts.push_back(part);
+    }
+    LF_CHECK(row == rows.T, where << ": parts cover " << row << " of " << rows.T << " rows");
+
+    const size_t n = static_cast<size_t>(rows.T * c.hidden);
+    std::vector<std::vector<S>> acts(m.stages.size() + 1, std::vector<S>(n));
+    for (size_t s = 0; s < m.stages.size(); s++) loss += m.stages[s]->forward(static_cast<int>(i), rows, acts[s].data(), acts[s + 1].data());
+    std::vector<S> grad(n), grad_in(n);
+    for (size_t s = m.stages.size(); s-- > 0;) {
+      m.stages[s]->backward(static_cast<int>(i), rows, grad.data(), s == 0 ? nullptr : grad_in.data());
+      std::swap(grad, grad_in);
+    }
+  }
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("loss", Napi::Number::New(env, loss));
+  Napi::Array grads = Napi::Array::New(env, infos.size());
+  for (size_t a = 0; a < infos.size(); a++) {
+    Napi::Object g = Napi::Object::New(env);
+    for (auto& [site, arrays] : infos[a].sites) {
+      Napi::Object so = Napi::Object::New(env);
+      for (int which = 0; which < 2; which++) {
+        auto arr = Napi::Float64Array::New(env, arrays[2 + which].size());
+        std::copy(arrays[2 + which].begin(), arrays[2 + which].end(), arr.Data());
+        so.Set(which == 0 ? "A" : "B", arr);
+      }
+      g.Set(std::to_string(site.first) + "." + kModuleNames[site.second], so);
+    }
+    grads.Set(static_cast<uint32_t>(a), g);
+  }
+  out.Set("grads", grads);
+  return out;
+}
+
+}  // namespace
+
+Napi::Value ModelGrad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "modelGrad(spec)");
+  Napi::Object spec = info[0].As<Napi::Object>();
+  try {
+    const std::string precision = spec.Has("precision") ? spec.Get("precision").As<Napi::String>().Utf8Value() : "double";
+    if (precision == "float") return run<float>(env, spec);
+    LF_CHECK(precision == "double", "precision must be \"double\" or \"float\"");
+    return run<double>(env, spec);
+  } catch (const EngineError& e) {
+    throw Napi::Error::New(env, std::string("modelGrad: ") + e.what());
+  }
+}
+
+}  // namespace loraflow
