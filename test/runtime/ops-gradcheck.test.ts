@@ -41,8 +41,16 @@ const segs = (lengths: number[]) => Int32Array.from(lengths.flatMap((n, s) => Ar
 const positions = (lengths: number[]) => Int32Array.from(lengths.flatMap((n) => Array.from({ length: n }, (_, i) => i)));
 const keys = (n: number, seed: number) => BigUint64Array.from({ length: n }, (_, i) => BigInt(seed) * 1000003n + BigInt(i) * 7919n);
 
+interface GradCase {
+  name: string;
+  op?: string;
+  params: Record<string, number>;
+  inputs: Inputs;
+  wrt: string[];
+}
+
 describe("operator gradients match finite differences (double precision)", () => {
-  it.each([
+  it.each<GradCase>([
     { name: "rmsnorm", params: { T: 3, C: 8, eps: 1e-5 }, inputs: { x: randomArray(next, 24), weight: randomArray(next, 8) }, wrt: ["x"] },
     { name: "rope", params: { T: 5, heads: 2, headDim: 8, theta: 10000 }, inputs: { x: randomArray(next, 80), pos: positions([3, 2]) }, wrt: ["x"] },
     {
