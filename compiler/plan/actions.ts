@@ -6,7 +6,8 @@
  *   RECV act mb3 from s0  waits for mb3's activations from stage 0
  *   SEND grad mb3 to s0   gradients w.r.t. this stage's input, to stage 0
  *   RECV grad mb3 from s2
- *   STEP a2               optimizer step of adapter 2 on this stage's LoRA weights
+ *   STEP a2               optimizer step of adapter 2 on this stage's LoRA weights; a collective:
+ *                         it completes when every stage reaches it (the global gradient norm)
  * Micro-batch ids index the phase's micro-batch table; adapter ids index the plan's adapters.
  */
 export type Action =

@@ -13,7 +13,8 @@ export interface VerifiablePhase {
  * sound): every action parses and names a known micro-batch, adapter and neighbouring stage;
  * every stage runs F then B of every micro-batch exactly once, each after the receive it needs
  * and before the send it owes; an adapter steps once per round, after all its backwards there;
- * and executing the lists (a receive blocks until its send; sends do not block) neither
+ * and executing the lists (a receive blocks until its send; sends do not block; an adapter's
+ * STEP waits for the same STEP on every stage, as its gradient-norm reduction does) neither
  * deadlocks nor receives out of order, over two consecutive rounds of every phase so that
  * what crosses round boundaries is checked too.
  */
@@ -123,6 +124,10 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
     if (!c) channels.set(k, (c = { sent: [], received: 0 }));
     return c;
   };
+  // STEP is a collective: clipping needs the adapter's gradient norm over all its stages, so a
+  // stage's k-th STEP of an adapter completes only once every stage has reached its k-th.
+  const arrivals = new Map<number, number[]>();
+  const arrivedAt = new Array<number>(stages).fill(-1);
   const pc = new Array<number>(stages).fill(0);
   for (;;) {
     let progressed = false;
@@ -138,6 +143,14 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
           const next = c.sent[c.received]!;
           if (next !== action.mb) return [`${where}: receives ${action.what} mb${action.mb} from s${action.peer}, which sent mb${next} first`];
           c.received++;
+        } else if (action.op === "STEP") {
+          const counts = arrivals.get(action.adapter) ?? new Array<number>(stages).fill(0);
+          arrivals.set(action.adapter, counts);
+          if (arrivedAt[s] !== pc[s]) {
+            counts[s]!++;
+            arrivedAt[s] = pc[s]!;
+          }
+          if (Math.min(...counts) < counts[s]!) break;
         }
         pc[s]!++;
         progressed = true;

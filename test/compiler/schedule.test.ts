@@ -156,3 +156,22 @@ describe("helpers", () => {
     expect(path.sep).toBe("/");
   });
 });
+
+describe("optimizer steps are collectives", () => {
+  it("a stage that steps an adapter before sending what another stage needs to reach that step deadlocks", () => {
+    // Stage 1 steps a0 before sending mb1's gradient; stage 0 needs that gradient before its STEP a0.
+    const phase: Phase = {
+      rounds: 1,
+      adapters: [0, 1],
+      microBatches: [
+        { id: 0, parts: [{ adapter: 0, index: 0, sequences: 1 }] },
+        { id: 1, parts: [{ adapter: 1, index: 0, sequences: 1 }] },
+      ],
+      actions: [
+        ["F mb0", "SEND act mb0 to s1", "F mb1", "SEND act mb1 to s1", "RECV grad mb0 from s1", "B mb0", "RECV grad mb1 from s1", "B mb1", "STEP a0", "STEP a1"],
+        ["RECV act mb0 from s0", "F mb0", "B mb0", "SEND grad mb0 to s0", "STEP a0", "RECV act mb1 from s0", "F mb1", "B mb1", "SEND grad mb1 to s0", "STEP a1"],
+      ],
+    };
+    expect(verifySchedule(2, 2, [phase]).join("\n")).toMatch(/deadlock: .*stage 0, action 6 waits; .*stage 1, action 4 waits/);
+  });
+});
