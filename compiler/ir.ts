@@ -14,6 +14,8 @@ export interface ResolvedModel {
   /** Absolute path of the Hugging Face folder, when the model has one. */
   folder: string | null;
   weights: WeightsInfo | null;
+  /** Seed of the random weights when there is no folder. */
+  seed: number;
 }
 
 export interface ResolvedAdapter extends AdapterSpec {

@@ -35,6 +35,8 @@ export interface ModelSpec {
   /** Architecture values written in the job itself. */
   inline: Partial<LlamaArch>;
   dtype?: Dtype;
+  /** Seed of the random weights of an inline model. */
+  seed: number;
 }
 
 export interface OptimizerSpec {
@@ -66,6 +68,8 @@ export interface AdapterSpec {
   data?: string;
   format: DataFormat;
   seqLen: number;
+  /** Pack consecutive examples into each sequence (else one example per sequence, padded). */
+  pack: boolean;
   batch: number;
   microBatch: number;
   length: { epochs: number } | { steps: number };

@@ -55,6 +55,7 @@ export const BLOCKS: Readonly<Record<BlockKind, BodySpec>> = {
     tie_embeddings: { args: ["bool"], doc: "the head shares the embedding matrix" },
     max_seq: { args: ["int"], doc: "longest sequence the model takes" },
     dtype: { args: ["word"], choices: DTYPES, doc: "base weight dtype in memory" },
+    seed: { args: ["int"], doc: "seed of the random weights of a model declared inline" },
   },
   adapter: {
     rank: { args: ["int"], doc: "LoRA rank r" },
@@ -65,6 +66,7 @@ export const BLOCKS: Readonly<Record<BlockKind, BodySpec>> = {
     data: { args: ["text"], doc: "a JSONL training file" },
     format: { args: ["word"], choices: DATA_FORMATS, doc: "data line format" },
     seq_len: { args: ["int"], doc: "tokens per sequence" },
+    pack: { args: ["bool"], doc: "pack consecutive examples into each sequence (default: one example per sequence, padded)" },
     batch: { args: ["int"], doc: "sequences per optimizer step" },
     micro_batch: { args: ["int"], doc: "sequences per micro-batch" },
     epochs: { args: ["int"], doc: "passes over the data" },

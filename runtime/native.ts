@@ -13,6 +13,25 @@ export interface NativeEngine {
     inputs: Record<string, Float64Array | Int32Array | BigUint64Array>,
     dout?: Float64Array,
   ): { out: Float64Array; grads: Record<string, Float64Array> };
+
+  /** Whole-model loss and LoRA gradients, one micro-batch at a time (tests and eval). */
+  modelGrad(spec: unknown): { loss: number; grads: Record<string, { A: Float64Array; B: Float64Array }>[] };
+  /** Trains a lowered plan on one thread per stage; resolves with the trained adapters. */
+  train(spec: unknown, onStep: (event: StepEvent) => void): Promise<TrainResult>;
+}
+
+export interface StepEvent {
+  adapter: number;
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+}
+
+export interface TrainResult {
+  adapters: Record<string, { A: Float32Array; B: Float32Array }>[];
+  stages: { busySeconds: number; waitSeconds: number; weightBytes: number; adapterBytes: number }[];
 }
 
 let cached: NativeEngine | undefined;

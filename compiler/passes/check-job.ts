@@ -45,7 +45,7 @@ function checkModel(block: BlockAst, ctx: PassContext): ModelSpec {
   if (v.has("norm_eps")) set("normEps", v.ranged("norm_eps", 1e-6, where, { min: 0, exclusiveMin: true }));
   set("tieEmbeddings", v.bool("tie_embeddings"));
 
-  const spec: ModelSpec = { name: block.name?.text ?? "model", span: block.kindSpan, spans: v.spans, inline };
+  const spec: ModelSpec = { name: block.name?.text ?? "model", span: block.kindSpan, spans: v.spans, inline, seed: v.ranged("seed", 0, where, { min: 0, max: 2 ** 32 - 1 }) };
   const from = v.text("from");
   if (from !== undefined) spec.from = path.resolve(ctx.baseDir, from);
   const dtype = v.text("dtype");
@@ -118,6 +118,10 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
   if (v.has("epochs") && v.has("steps")) {
     ctx.report("conflictingProperties", `${where}: give \`epochs\` or \`steps\`, not both`, v.property("steps")?.keySpan);
   }
+  if (v.bool("pack") && v.has("epochs")) {
+    // A packed epoch's length is known only after tokenising; the plan's step count must not guess.
+    ctx.report("conflictingProperties", `${where}: \`pack true\` counts training in \`steps\`, not \`epochs\``, v.property("epochs")?.keySpan);
+  }
   if (v.has("steps")) length = { steps: v.ranged("steps", 1, where, { min: 1 }) };
   else if (v.has("epochs")) length = { epochs: v.ranged("epochs", 1, where, { min: 1 }) };
 
@@ -141,6 +145,7 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
         ],
     format: (v.text("format") ?? "alpaca") as DataFormat,
     seqLen: v.ranged("seq_len", 512, where, { min: 1 }),
+    pack: v.bool("pack") ?? false,
     batch,
     microBatch,
     length,

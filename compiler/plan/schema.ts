@@ -47,6 +47,7 @@ const AdapterSchema = z.object({
   targets: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1),
   data: z.object({ path: relPath, format: z.enum(["alpaca", "completion", "chat", "tokens"]), examples: count }),
   seqLen: positive,
+  pack: z.boolean(),
   batch: positive,
   microBatch: positive,
   microBatchesPerStep: positive,
@@ -92,6 +93,7 @@ export const PlanSchema = z.object({
     config: LlamaConfigSchema,
     dtype: z.enum(["bf16", "fp16", "fp32"]),
     parameters: count,
+    seed: count,
     folder: relPath.nullable(),
     weights: z
       .object({ format: z.literal("safetensors"), index: z.string().nullable(), files: z.array(z.string()).min(1), dtypes: z.array(z.string()) })

@@ -29,8 +29,8 @@ describe("loraflow compile", () => {
     expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json and out\/tiny\/summary\.json/);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
     expect(plan.format).toBe("loraflow.plan/1");
-    expect(plan.adapters[0].data.path).toBe("../../examples/data/math.jsonl");
-    expect(plan.adapters[0].out).toBe("adapters/math");
+    expect(plan.adapters[0].data.path).toBe("../../examples/data/count.jsonl");
+    expect(plan.adapters[0].out).toBe("adapters/count");
     SummarySchema.parse(JSON.parse(fs.readFileSync(path.join(work, "out/tiny/summary.json"), "utf8")));
   });
 
@@ -49,7 +49,7 @@ describe("loraflow compile", () => {
     fs.writeFileSync(path.join(work, "examples/broken.lf"), fs.readFileSync(path.join(work, "examples/tiny.lf"), "utf8").replace("rank 8", "rank 9000"));
     const r = loraflow("compile", "examples/broken.lf");
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^examples\/broken\.lf:8:8: error LF2003: adapter "math": rank 9000 exceeds min\(in, out\) = 32 of v_proj/m);
+    expect(r.stderr).toMatch(/^examples\/broken\.lf:9:8: error LF2003: adapter "count": rank 9000 exceeds min\(in, out\) = 32 of v_proj/m);
     expect(r.stderr).toMatch(/1 error; nothing written/);
     expect(fs.readFileSync(path.join(work, "out/broken/plan.json"), "utf8")).toBe("earlier plan");
     expect(fs.readdirSync(path.join(work, "out/broken"))).toEqual(["plan.json"]);

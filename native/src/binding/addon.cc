@@ -6,6 +6,7 @@
 namespace loraflow {
 Napi::Value RunOp(const Napi::CallbackInfo& info);
 Napi::Value ModelGrad(const Napi::CallbackInfo& info);
+Napi::Value Train(const Napi::CallbackInfo& info);
 }
 
 namespace {
@@ -21,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("build", BuildInfo(env));
   exports.Set("op", Napi::Function::New(env, loraflow::RunOp, "op"));
   exports.Set("modelGrad", Napi::Function::New(env, loraflow::ModelGrad, "modelGrad"));
+  exports.Set("train", Napi::Function::New(env, loraflow::Train, "train"));
   return exports;
 }
 

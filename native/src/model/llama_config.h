@@ -16,6 +16,9 @@ struct LlamaConfig {
 // LoRA target modules, in the order the plan and PEFT name them.
 enum Module : int { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kModules };
 
+// The layer block a module runs in: 2l for attention's q k v o, 2l + 1 for the MLP's.
+inline int64_t module_block(int64_t layer, int m) { return 2 * layer + (m >= kGate ? 1 : 0); }
+
 inline int64_t module_in(const LlamaConfig& c, int m) {
   switch (m) {
     case kO: return c.q_dim();

@@ -96,7 +96,7 @@ class Stage {
   // x_in: [T, C] from the previous stage (ignored on the first stage). x_out: [T, C] to the next
   // stage (ignored on the last). Returns, on the last stage, the sum over adapters of
   // grad_scale * (sum of counted losses): the micro-batch's share of each step's mean loss.
-  double forward(int mb, const MicroBatchRows& rows, const S* x_in, S* x_out) {
+  double forward(int64_t mb, const MicroBatchRows& rows, const S* x_in, S* x_out) {
     const int64_t T = rows.T, C = c_.hidden;
     auto& st = stash_[mb];
     st = Stash{};
@@ -117,7 +117,7 @@ class Stage {
 
   // dx_out: [T, C] from the next stage (ignored on the last). dx_in: [T, C] for the previous
   // stage (may be null on the first). LoRA gradients accumulate into the adapters' dA, dB.
-  void backward(int mb, const MicroBatchRows& rows, const S* dx_out, S* dx_in) {
+  void backward(int64_t mb, const MicroBatchRows& rows, const S* dx_out, S* dx_in) {
     auto it = stash_.find(mb);
     LF_CHECK(it != stash_.end(), "backward of micro-batch " << mb << " before its forward");
     Stash& st = it->second;
@@ -135,6 +135,9 @@ class Stage {
   }
 
   size_t stashed() const { return stash_.size(); }
+
+  // On the last stage, after forward(): each part's grad_scale * (sum of its counted losses).
+  const std::vector<double>& part_losses() const { return part_losses_; }
 
  private:
   // What backward needs of one block, per micro-batch. Shapes in rows of T.
@@ -274,9 +277,11 @@ class Stage {
     st.dlogits.resize(static_cast<size_t>(T * V));
     ops::linear_forward(st.dlogits.data(), st.head_n.data(), w_.lm_head, T, C, V, false);
     double loss = 0;
+    part_losses_.clear();
     for (const AdapterRows& part : rows.parts) {
       S* logits = st.dlogits.data() + part.row0 * V;
-      loss += part.grad_scale * ops::cross_entropy(logits, logits, rows.targets.data() + part.row0, part.rows, V, S(part.grad_scale));
+      part_losses_.push_back(part.grad_scale * ops::cross_entropy(logits, logits, rows.targets.data() + part.row0, part.rows, V, S(part.grad_scale)));
+      loss += part_losses_.back();
     }
     return loss;
   }
@@ -294,7 +299,8 @@ class Stage {
   StageWeights<S> w_;
   std::vector<float> inv_freq_;
   std::vector<AdapterOnStage<S>*> adapters_;
-  std::map<int, Stash> stash_;
+  std::map<int64_t, Stash> stash_;
+  std::vector<double> part_losses_;
 };
 
 }  // namespace loraflow

@@ -1,0 +1,281 @@
+// train_binding.cc: `train(spec, onStep)` -> Promise. The spec (a lowered plan, base weights,
+// initial adapters, tokenised data) is copied into C++ on the calling thread; training runs on a
+// worker thread (Napi::AsyncWorker) that starts one thread per stage, so Node's event loop stays
+// free; each optimizer step's loss reaches `onStep` through a thread-safe function while it runs.
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "binding/js_args.h"
+#include "core/check.h"
+#include "cpu/gemm.h"
+#include "train/trainer.h"
+
+#ifdef LORAFLOW_HAVE_CBLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace loraflow {
+namespace {
+
+const char* kModuleNames[kModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+std::vector<float> floats(const Napi::Value& v, int64_t expected, const std::string& what) {
+  return js::typed<float, napi_float32_array>(v, expected, what);
+}
+
+LlamaConfig read_config(const Napi::Object& o) {
+  const std::string w = "config";
+  LlamaConfig c;
+  c.layers = js::integer(o, "layers", w);
+  c.hidden = js::integer(o, "hidden", w);
+  c.heads = js::integer(o, "heads", w);
+  c.kv_heads = js::integer(o, "kvHeads", w);
+  c.head_dim = js::integer(o, "headDim", w);
+  c.ffn = js::integer(o, "ffn", w);
+  c.vocab = js::integer(o, "vocab", w);
+  c.rope_theta = js::number(o, "ropeTheta", w);
+  c.norm_eps = js::number(o, "normEps", w);
+  c.tie_embeddings = js::boolean(o, "tieEmbeddings", w);
+  LF_CHECK(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.kv_heads > 0 && c.head_dim > 0 && c.ffn > 0 && c.vocab > 0, "config: sizes must be positive");
+  LF_CHECK(c.heads % c.kv_heads == 0 && c.head_dim % 2 == 0, "config: heads must be a multiple of kvHeads, headDim even");
+  return c;
+}
+
+OptimizerConfig read_optimizer(const Napi::Object& o, const std::string& w) {
+  OptimizerConfig opt;
+  const std::string kind = js::field(o, "kind", w).As<Napi::String>();
+  LF_CHECK(kind == "adamw" || kind == "sgd", w << ": kind must be adamw or sgd");
+  opt.kind = kind == "adamw" ? OptimizerConfig::kAdamW : OptimizerConfig::kSgd;
+  opt.lr = js::number(o, "lr", w);
+  opt.weight_decay = js::number(o, "weightDecay", w);
+  Napi::Array betas = js::array(o, "betas", w);
+  opt.beta1 = betas.Get(0u).As<Napi::Number>().DoubleValue();
+  opt.beta2 = betas.Get(1u).As<Napi::Number>().DoubleValue();
+  opt.eps = js::number(o, "eps", w);
+  opt.momentum = js::number(o, "momentum", w);
+  opt.warmup = js::integer(o, "warmup", w);
+  const std::string schedule = js::field(o, "schedule", w).As<Napi::String>();
+  LF_CHECK(schedule == "constant" || schedule == "linear" || schedule == "cosine", w << ": unknown schedule " << schedule);
+  opt.schedule = schedule == "constant" ? OptimizerConfig::kConstant : schedule == "linear" ? OptimizerConfig::kLinear : OptimizerConfig::kCosine;
+  opt.min_lr = js::number(o, "minLr", w);
+  opt.clip = js::number(o, "clip", w);
+  return opt;
+}
+
+AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t index) {
+  const std::string w = "adapters[" + std::to_string(index) + "]";
+  AdapterSpec a;
+  a.name = js::field(o, "name", w).As<Napi::String>();
+  a.rank = js::integer(o, "rank", w);
+  a.steps = js::integer(o, "steps", w);
+  a.schedule_steps = js::integer(o, "scheduleSteps", w);
+  a.batch = js::integer(o, "batch", w);
+  a.micro_batch = js::integer(o, "microBatch", w);
+  a.scale = js::number(o, "scale", w);
+  a.dropout = js::number(o, "dropout", w);
+  a.seed = static_cast<uint64_t>(js::integer(o, "seed", w));
+  LF_CHECK(a.schedule_steps >= a.steps, w << ": scheduleSteps below steps");
+  LF_CHECK(a.rank > 0 && a.steps > 0 && a.batch > 0 && a.micro_batch > 0 && a.dropout >= 0 && a.dropout < 1, w << ": bad sizes");
+  a.optimizer = read_optimizer(js::object(o, "optimizer", w), w + ".optimizer");
+  Napi::Object sites = js::object(o, "sites", w);
+  Napi::Array keys = sites.GetPropertyNames();
+  for (uint32_t k = 0; k < keys.Length(); k++) {
+    const std::string key = keys.Get(k).As<Napi::String>();
+    const auto dot = key.find('.');
+    LF_CHECK(dot != std::string::npos, w << ": site `" << key << "` is not LAYER.MODULE");
+    const int64_t layer = std::stoll(key.substr(0, dot));
+    int module = -1;
+    for (int m = 0; m < kModules; m++) if (key.substr(dot + 1) == kModuleNames[m]) module = m;
+    LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, w << ": site `" << key << "` names no LoRA site of the model");
+    Napi::Object so = sites.Get(key).As<Napi::Object>();
+    a.init[{layer, module}] = {floats(js::field(so, "A", w), a.rank * module_in(c, module), w + "." + key + ".A"),
+                               floats(js::field(so, "B", w), module_out(c, module) * a.rank, w + "." + key + ".B")};
+  }
+  Napi::Object d = js::object(o, "data", w);
+  const std::string dw = w + ".data";
+  a.data.sequences = js::integer(d, "sequences", dw);
+  a.data.seq_len = js::integer(d, "seqLen", dw);
+  const int64_t n = a.data.sequences * a.data.seq_len;
+  a.data.tokens = js::ints(js::field(d, "tokens", dw), n, dw + ".tokens");
+  a.data.targets = js::ints(js::field(d, "targets", dw), n, dw + ".targets");
+  a.data.seg_start = js::ints(js::field(d, "segStart", dw), n, dw + ".segStart");
+  a.data.pos = js::ints(js::field(d, "pos", dw), n, dw + ".pos");
+  a.data.order = js::ints(js::field(d, "order", dw), a.steps * a.batch, dw + ".order");
+  a.data.step_tokens = js::doubles(js::field(d, "stepTokens", dw), a.steps, dw + ".stepTokens");
+  for (int64_t i = 0; i < n; i++) {
+    LF_CHECK(a.data.tokens[i] >= 0 && a.data.tokens[i] < c.vocab, dw << ": token " << a.data.tokens[i] << " is outside the vocabulary of " << c.vocab);
+    LF_CHECK(a.data.targets[i] == -100 || (a.data.targets[i] >= 0 && a.data.targets[i] < c.vocab), dw << ": label " << a.data.targets[i] << " is outside the vocabulary");
+    LF_CHECK(a.data.seg_start[i] >= 0 && a.data.seg_start[i] <= i % a.data.seq_len, dw << ": segStart out of range");
+  }
+  for (int32_t s : a.data.order) LF_CHECK(s >= 0 && s < a.data.sequences, dw << ": order names sequence " << s << " of " << a.data.sequences);
+  return a;
+}
+
+PhaseSpec read_phase(const Napi::Object& o, size_t index, size_t stages, size_t adapters) {
+  const std::string w = "phases[" + std::to_string(index) + "]";
+  PhaseSpec p;
+  p.rounds = js::integer(o, "rounds", w);
+  Napi::Array ads = js::array(o, "adapters", w);
+  for (uint32_t i = 0; i < ads.Length(); i++) p.adapters.push_back(ads.Get(i).As<Napi::Number>().Int32Value());
+  Napi::Array mbs = js::array(o, "microBatches", w);
+  for (uint32_t i = 0; i < mbs.Length(); i++) {
+    Napi::Array parts = mbs.Get(i).As<Napi::Array>();
+    std::vector<PhaseSpec::Part> list;
+    for (uint32_t j = 0; j < parts.Length(); j++) {
+      Napi::Object po = parts.Get(j).As<Napi::Object>();
+      PhaseSpec::Part part{static_cast<int>(js::integer(po, "adapter", w)), js::integer(po, "index", w), js::integer(po, "sequences", w)};
+      LF_CHECK(part.adapter >= 0 && static_cast<size_t>(part.adapter) < adapters, w << ": micro-batch " << i << " names adapter " << part.adapter);
+      list.push_back(part);
+    }
+    p.micro_batches.push_back(list);
+  }
+  Napi::Array actions = js::array(o, "actions", w);
+  LF_CHECK(actions.Length() == stages, w << ": " << actions.Length() << " action lists for " << stages << " stages");
+  for (uint32_t s = 0; s < actions.Length(); s++) {
+    auto codes = js::ints(actions.Get(s), -1, w + ".actions");
+    LF_CHECK(codes.size() % 4 == 0, w << ": action codes come in fours");
+    std::vector<Action> list;
+    for (size_t i = 0; i < codes.size(); i += 4) {
+      Action a{static_cast<Op>(codes[i]), codes[i + 1], static_cast<Channel>(codes[i + 2]), codes[i + 3]};
+      LF_CHECK(codes[i] >= 0 && codes[i] <= 4, w << ": unknown action code " << codes[i]);
+      if (a.op == Op::kStep) LF_CHECK(a.peer >= 0 && static_cast<size_t>(a.peer) < adapters, w << ": STEP of adapter " << a.peer);
+      else LF_CHECK(a.mb >= 0 && static_cast<size_t>(a.mb) < p.micro_batches.size(), w << ": micro-batch " << a.mb << " is not in the phase");
+      if (a.op == Op::kSend || a.op == Op::kRecv) LF_CHECK(a.peer >= 0 && static_cast<size_t>(a.peer) < stages && a.peer != static_cast<int>(s), w << ": bad peer " << a.peer);
+      list.push_back(a);
+    }
+    p.actions.push_back(list);
+  }
+  return p;
+}
+
+TrainSpec read_spec(const Napi::Object& spec) {
+  TrainSpec t;
+  t.config = read_config(js::object(spec, "config", "spec"));
+  Napi::Array stages = js::array(spec, "stages", "spec");
+  for (uint32_t s = 0; s < stages.Length(); s++) {
+    Napi::Object so = stages.Get(s).As<Napi::Object>();
+    const std::string w = "stages[" + std::to_string(s) + "]";
+    Napi::Array blocks = js::array(so, "blocks", w);
+    StageSpec ss{blocks.Get(0u).As<Napi::Number>().Int64Value(), blocks.Get(1u).As<Napi::Number>().Int64Value(), js::boolean(so, "embedding", w), js::boolean(so, "head", w)};
+    t.stages.push_back(ss);
+  }
+  Napi::Object weights = js::object(spec, "weights", "spec");
+  Napi::Array names = weights.GetPropertyNames();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    const std::string name = names.Get(i).As<Napi::String>();
+    t.weights[name] = floats(weights.Get(name), -1, "weights." + name);
+  }
+  Napi::Array adapters = js::array(spec, "adapters", "spec");
+  for (uint32_t a = 0; a < adapters.Length(); a++) t.adapters.push_back(read_adapter(adapters.Get(a).As<Napi::Object>(), t.config, a));
+  Napi::Array phases = js::array(spec, "phases", "spec");
+  for (uint32_t p = 0; p < phases.Length(); p++) t.phases.push_back(read_phase(phases.Get(p).As<Napi::Object>(), p, t.stages.size(), t.adapters.size()));
+  t.blas_threads = spec.Has("blasThreads") ? static_cast<int>(js::integer(spec, "blasThreads", "spec")) : 1;
+  return t;
+}
+
+class TrainWorker : public Napi::AsyncWorker {
+ public:
+  TrainWorker(Napi::Env env, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step, int blas_threads)
+      : Napi::AsyncWorker(env, "loraflow-train"), deferred_(Napi::Promise::Deferred::New(env)), trainer_(std::move(trainer)),
+        on_step_(std::move(on_step)), blas_threads_(blas_threads) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+#ifdef LORAFLOW_HAVE_CBLAS
+      openblas_set_num_threads(blas_threads_);
+#endif
+      trainer_->run([this](const StepEvent& e) {
+        auto* copy = new StepEvent(e);
+        if (on_step_.BlockingCall(copy, [](Napi::Env env, Napi::Function fn, StepEvent* ev) {
+              Napi::Object o = Napi::Object::New(env);
+              o.Set("adapter", ev->adapter);
+              o.Set("step", static_cast<double>(ev->step));
+              o.Set("loss", ev->loss);
+              o.Set("lr", ev->lr);
+              o.Set("gradNorm", ev->grad_norm);
+              o.Set("tokens", ev->tokens);
+              delete ev;
+              fn.Call({o});
+            }) != napi_ok) {
+          delete copy;
+        }
+      });
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    on_step_.Release();
+    Napi::Object result = Napi::Object::New(env);
+    Napi::Array adapters = Napi::Array::New(env);
+    for (size_t a = 0; a < static_cast<size_t>(adapter_count()); a++) {
+      Napi::Object sites = Napi::Object::New(env);
+      for (auto& [site, ab] : trainer_->adapter_weights(static_cast<int>(a))) {
+        Napi::Object so = Napi::Object::New(env);
+        auto A = Napi::Float32Array::New(env, ab.first.size());
+        std::copy(ab.first.begin(), ab.first.end(), A.Data());
+        auto B = Napi::Float32Array::New(env, ab.second.size());
+        std::copy(ab.second.begin(), ab.second.end(), B.Data());
+        so.Set("A", A);
+        so.Set("B", B);
+        sites.Set(std::to_string(site.first) + "." + kModuleNames[site.second], so);
+      }
+      adapters.Set(static_cast<uint32_t>(a), sites);
+    }
+    result.Set("adapters", adapters);
+    Napi::Array stages = Napi::Array::New(env);
+    const auto& times = trainer_->stage_times();
+    for (size_t s = 0; s < times.size(); s++) {
+      Napi::Object so = Napi::Object::New(env);
+      so.Set("busySeconds", times[s].busy_seconds);
+      so.Set("waitSeconds", times[s].wait_seconds);
+      so.Set("weightBytes", static_cast<double>(times[s].weight_bytes));
+      so.Set("adapterBytes", static_cast<double>(times[s].adapter_bytes));
+      stages.Set(static_cast<uint32_t>(s), so);
+    }
+    result.Set("stages", stages);
+    deferred_.Resolve(result);
+  }
+
+  void OnError(const Napi::Error& e) override {
+    on_step_.Release();
+    deferred_.Reject(Napi::Error::New(Env(), std::string("training failed: ") + e.Message()).Value());
+  }
+
+ private:
+  int64_t adapter_count() const { return static_cast<int64_t>(trainer_->adapter_count()); }
+
+  Napi::Promise::Deferred deferred_;
+  std::unique_ptr<Trainer> trainer_;
+  Napi::ThreadSafeFunction on_step_;
+  int blas_threads_;
+};
+
+}  // namespace
+
+Napi::Value Train(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) throw Napi::TypeError::New(env, "train(spec, onStep)");
+  std::unique_ptr<Trainer> trainer;
+  int blas_threads = 1;
+  try {
+    TrainSpec spec = read_spec(info[0].As<Napi::Object>());
+    blas_threads = spec.blas_threads;
+    trainer = std::make_unique<Trainer>(std::move(spec));
+  } catch (const EngineError& e) {
+    throw Napi::Error::New(env, std::string("train: ") + e.what());
+  }
+  auto tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1);
+  auto* worker = new TrainWorker(env, std::move(trainer), std::move(tsfn), blas_threads);
+  Napi::Promise promise = worker->promise();
+  worker->Queue();
+  return promise;
+}
+
+}  // namespace loraflow

@@ -1,0 +1,123 @@
+// trainer.h: executes a compiled plan on CPU threads, one worker per stage, each running its
+// stage's action list exactly as compiled, round after round, phase after phase. Workers talk
+// through the in-process transport (activations forward, gradients back) and meet at every
+// STEP to sum the adapter's squared gradient norm for clipping.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "model/llama_config.h"
+#include "model/stage.h"
+#include "train/optimizer.h"
+#include "train/transport.h"
+
+namespace loraflow {
+
+// A tokenised, packed dataset of one adapter: N sequences of L tokens each.
+struct AdapterData {
+  int64_t sequences = 0, seq_len = 0;
+  std::vector<int32_t> tokens;     // [N, L]
+  std::vector<int32_t> targets;    // [N, L] next-token labels, -100 not counted
+  std::vector<int32_t> seg_start;  // [N, L] first position of each token's packed example, within its sequence
+  std::vector<int32_t> pos;        // [N, L] RoPE positions
+  std::vector<int32_t> order;      // [steps, batch] the sequences of each step
+  std::vector<double> step_tokens; // [steps] counted tokens of each step (the loss mean's denominator)
+};
+
+struct AdapterSpec {
+  std::string name;
+  int64_t rank = 0, steps = 0, batch = 0, micro_batch = 0;
+  int64_t schedule_steps = 0;  // the length the learning-rate schedule spans (>= steps when a run stops early)
+  double scale = 1, dropout = 0;
+  uint64_t seed = 0;
+  OptimizerConfig optimizer;
+  // Initial weights by (layer, module): A [r, in], B [out, r]. The sites it has are its targets.
+  std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> init;
+  AdapterData data;
+};
+
+enum class Op : int32_t { kF = 0, kB = 1, kSend = 2, kRecv = 3, kStep = 4 };
+
+struct Action {
+  Op op;
+  int32_t mb;     // micro-batch id (F, B, SEND, RECV)
+  Channel what;   // SEND, RECV
+  int32_t peer;   // SEND, RECV: the other stage; STEP: the adapter
+};
+
+struct PhaseSpec {
+  int64_t rounds = 0;
+  std::vector<int> adapters;
+  struct Part {
+    int adapter;
+    int64_t index, sequences;
+  };
+  std::vector<std::vector<Part>> micro_batches;  // by id
+  std::vector<std::vector<Action>> actions;      // by stage
+};
+
+struct StageSpec {
+  int64_t first_block = 0, last_block = 0;
+  bool embedding = false, head = false;
+};
+
+struct TrainSpec {
+  LlamaConfig config;
+  std::vector<StageSpec> stages;
+  std::map<std::string, std::vector<float>> weights;  // Hugging Face names, fp32
+  std::vector<AdapterSpec> adapters;
+  std::vector<PhaseSpec> phases;
+  int blas_threads = 1;
+};
+
+struct StepEvent {
+  int adapter;
+  int64_t step;        // 1-based
+  double loss, lr, grad_norm, tokens;
+};
+
+struct StageTimes {
+  double busy_seconds = 0, wait_seconds = 0;
+  int64_t weight_bytes = 0, adapter_bytes = 0;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(TrainSpec spec);
+  ~Trainer();
+
+  // Runs every phase to the end; throws the first stage failure (the others are stopped).
+  void run(const std::function<void(const StepEvent&)>& on_step);
+
+  // The adapter's LoRA weights now, gathered from the stages: (layer, module) -> (A, B).
+  std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> adapter_weights(int adapter) const;
+
+  const std::vector<StageTimes>& stage_times() const { return times_; }
+  size_t adapter_count() const { return spec_.adapters.size(); }
+
+ private:
+  struct SiteState {
+    int64_t id;  // layer * kModules + module: the same on any stage split
+    int64_t in, out;
+    float *A, *B, *dA, *dB, *m1, *m2;
+  };
+  struct StageState;
+
+  void worker(int stage, const std::function<void(const StepEvent&)>& on_step);
+  MicroBatchRows build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done) const;
+
+  TrainSpec spec_;
+  std::vector<std::unique_ptr<StageState>> stages_;
+  std::vector<StageTimes> times_;
+  InProcessTransport transport_;
+  StageReducer reducer_;
+};
+
+}  // namespace loraflow

@@ -1,0 +1,99 @@
+import * as path from "node:path";
+import type { Plan } from "../../compiler/index.js";
+import { RunError } from "../errors.js";
+import { randomFor } from "../random.js";
+import { readSafetensors } from "./safetensors.js";
+
+export const MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export type ModuleName = (typeof MODULES)[number];
+export const PARENT: Record<ModuleName, "self_attn" | "mlp"> = {
+  q_proj: "self_attn",
+  k_proj: "self_attn",
+  v_proj: "self_attn",
+  o_proj: "self_attn",
+  gate_proj: "mlp",
+  up_proj: "mlp",
+  down_proj: "mlp",
+};
+
+type Config = Plan["model"]["config"];
+
+export function moduleShape(c: Config, m: ModuleName): { in: number; out: number } {
+  const q = c.heads * c.headDim;
+  const kv = c.kvHeads * c.headDim;
+  const shapes: Record<ModuleName, [number, number]> = {
+    q_proj: [c.hidden, q],
+    k_proj: [c.hidden, kv],
+    v_proj: [c.hidden, kv],
+    o_proj: [q, c.hidden],
+    gate_proj: [c.hidden, c.ffn],
+    up_proj: [c.hidden, c.ffn],
+    down_proj: [c.ffn, c.hidden],
+  };
+  const [i, o] = shapes[m];
+  return { in: i, out: o };
+}
+
+/** Every base weight the model has, by Hugging Face name, with its shape. */
+export function baseWeightShapes(c: Config): Map<string, number[]> {
+  const shapes = new Map<string, number[]>([["model.embed_tokens.weight", [c.vocab, c.hidden]]]);
+  for (let l = 0; l < c.layers; l++) {
+    const p = `model.layers.${l}.`;
+    shapes.set(p + "input_layernorm.weight", [c.hidden]);
+    shapes.set(p + "post_attention_layernorm.weight", [c.hidden]);
+    for (const m of MODULES) {
+      const { in: i, out: o } = moduleShape(c, m);
+      shapes.set(`${p}${PARENT[m]}.${m}.weight`, [o, i]);
+    }
+  }
+  shapes.set("model.norm.weight", [c.hidden]);
+  if (!c.tieEmbeddings) shapes.set("lm_head.weight", [c.vocab, c.hidden]);
+  return shapes;
+}
+
+/**
+ * The base weights of a plan's model as float32: read from its Hugging Face folder (converted
+ * from bf16/fp16), or, for a model declared inline, drawn like Hugging Face initialises Llama
+ * (normal(0, 0.02) matrices, unit norms) from the model's seed.
+ */
+export function loadBaseWeights(plan: Plan, planDir: string): Map<string, Float32Array> {
+  const c = plan.model.config;
+  const shapes = baseWeightShapes(c);
+  const out = new Map<string, Float32Array>();
+  if (plan.model.folder === null) {
+    let index = 0;
+    for (const [name, shape] of shapes) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = new Float32Array(n);
+      if (shape.length === 1) data.fill(1);
+      else {
+        const r = randomFor(plan.model.seed, index);
+        for (let i = 0; i < n; i += 2) {
+          // Box-Muller: two normals from two uniforms.
+          const u = 1 - r.next();
+          const v = r.next();
+          const radius = 0.02 * Math.sqrt(-2 * Math.log(u));
+          data[i] = radius * Math.cos(2 * Math.PI * v);
+          if (i + 1 < n) data[i + 1] = radius * Math.sin(2 * Math.PI * v);
+        }
+      }
+      out.set(name, data);
+      index++;
+    }
+    return out;
+  }
+  const folder = path.resolve(planDir, plan.model.folder);
+  if (!plan.model.weights) throw new RunError(`model ${plan.model.name}: ${folder} has no weights (the compiler warned LF3007); \`run\` needs them`);
+  for (const file of plan.model.weights.files) {
+    for (const [name, tensor] of readSafetensors(path.join(folder, file), (n) => shapes.has(n))) {
+      const expected = shapes.get(name)!;
+      if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
+        throw new RunError(`${path.join(folder, file)}: \`${name}\` is [${tensor.shape.join(", ")}], the plan's config implies [${expected.join(", ")}]`);
+      }
+      out.set(name, tensor.data);
+    }
+  }
+  const missing = [...shapes.keys()].filter((n) => !out.has(n));
+  if (missing.length > 0) throw new RunError(`${folder}: the weights lack ${missing.slice(0, 5).map((n) => `\`${n}\``).join(", ")}${missing.length > 5 ? ` and ${missing.length - 5} more` : ""}`);
+  return out;
+}

@@ -1,0 +1,119 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { planProblems, type Plan } from "../../compiler/index.js";
+import { runPlan, type RunResult } from "../../runtime/run.js";
+import { readSafetensors } from "../../runtime/weights/safetensors.js";
+import { tempDir } from "../helpers/hf-model.js";
+import { compileOrThrow, writeTokenData } from "../helpers/train-job.js";
+
+/** Three adapters that differ in rank, targets, dropout, batch shape, optimizer and length. */
+const JOB = `
+model toy { arch llama layers 4 hidden 32 heads 4 kv_heads 2 ffn 48 vocab 64 max_seq 64 dtype fp32 seed 3 }
+adapter a { rank 4 alpha 8 dropout 0.1 targets q_proj v_proj data "a.jsonl" format tokens seq_len 16 batch 4 micro_batch 1 steps 10
+            optimizer adamw { lr 1e-2 weight_decay 0.01 warmup 2 schedule cosine clip 0.5 } seed 11 }
+adapter b { rank 2 alpha 4 targets all data "b.jsonl" format tokens pack true seq_len 24 batch 4 micro_batch 2 steps 8
+            optimizer sgd { lr 0.1 momentum 0.9 } seed 12 }
+adapter c { rank 8 alpha 8 rslora true dropout 0.05 targets mlp data "a.jsonl" format tokens seq_len 16 batch 2 micro_batch 1 steps 10
+            optimizer adamw { lr 5e-3 schedule linear clip 0 } seed 13 }
+cluster box { gpu cpu gpus 4 }
+`;
+
+let dir: string;
+beforeAll(() => {
+  dir = tempDir("loraflow-train-");
+  writeTokenData(path.join(dir, "a.jsonl"), 24, 64, 1);
+  writeTokenData(path.join(dir, "b.jsonl"), 30, 64, 2);
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function plan(schedule: string, stages: number, source = JOB): Plan {
+  return compileOrThrow(source + `plan { schedule ${schedule} stages ${stages} }`, { baseDir: dir, planDir: path.join(dir, "plan") });
+}
+
+const train = (p: Plan, maxSteps?: number) => runPlan(p, path.join(dir, "plan"), { save: false, ...(maxSteps !== undefined && { maxSteps }) });
+
+function expectSameAdapters(run: RunResult, reference: RunResult, label: string): void {
+  run.adapters.forEach((a, i) => {
+    const ref = reference.adapters[i]!;
+    expect(Object.keys(a.sites).sort(), label).toEqual(Object.keys(ref.sites).sort());
+    for (const [site, w] of Object.entries(a.sites)) {
+      // Bitwise: the same operations in the same order, whatever the stage split or fusion.
+      expect(Buffer.from(w.A.buffer).equals(Buffer.from(ref.sites[site]!.A.buffer)), `${label}: ${a.name} ${site}.A`).toBe(true);
+      expect(Buffer.from(w.B.buffer).equals(Buffer.from(ref.sites[site]!.B.buffer)), `${label}: ${a.name} ${site}.B`).toBe(true);
+    }
+  });
+}
+
+describe("training on the CPU engine", () => {
+  let reference: RunResult;
+  beforeAll(async () => {
+    reference = await train(plan("1f1b", 1));
+  });
+
+  it("changes every adapter, and only its targets", () => {
+    const [a, b, c] = reference.adapters;
+    expect(Object.keys(a!.sites)).toHaveLength(8);
+    expect(Object.keys(b!.sites)).toHaveLength(28);
+    expect(Object.keys(c!.sites).every((s) => /gate_proj|up_proj|down_proj/.test(s))).toBe(true);
+    for (const adapter of reference.adapters) {
+      for (const [site, w] of Object.entries(adapter.sites)) expect(w.B.some((v) => v !== 0), `${adapter.name} ${site} B moved off zero`).toBe(true);
+    }
+    expect(reference.adapters.map((x) => x.steps)).toEqual([10, 8, 10]);
+  });
+
+  it.each([
+    ["gpipe", 2],
+    ["1f1b", 2],
+    ["batch", 2],
+    ["gpipe", 3],
+    ["1f1b", 3],
+    ["batch", 3],
+    ["gpipe", 4],
+    ["1f1b", 4],
+    ["batch", 4],
+  ] as const)("%s on %i stages trains the same weights as one stage, one adapter after another", async (schedule, stages) => {
+    expectSameAdapters(await train(plan(schedule, stages)), reference, `${schedule}/${stages}`);
+  });
+
+  it("a stage boundary inside a layer (attention on one stage, its MLP on the next) changes nothing", async () => {
+    const p = plan("batch", 2);
+    p.stages[0] = { ...p.stages[0]!, blocks: [0, 3], layers: [0, 2] };
+    p.stages[1] = { ...p.stages[1]!, blocks: [3, 8], layers: [1, 4] };
+    expect(planProblems(p)).toEqual([]);
+    expectSameAdapters(await train(p), reference, "split layer");
+  });
+
+  it("an adapter trained alone ends where it ends trained beside others", async () => {
+    const alone = JOB.replace(/adapter b \{[^}]*\}[^}]*\}/, "").replace(/adapter c \{[^}]*\}[^}]*\}/, "");
+    const run = await train(plan("1f1b", 2, alone));
+    expect(run.adapters).toHaveLength(1);
+    expectSameAdapters({ ...run, adapters: run.adapters }, { ...reference, adapters: reference.adapters.slice(0, 1) }, "alone");
+  });
+
+  it("reports each step's loss, and the loss falls", async () => {
+    const losses: number[] = [];
+    const p = plan("1f1b", 2);
+    await runPlan(p, path.join(dir, "plan"), { save: false, onStep: (s) => s.adapter === "b" && losses.push(s.loss) });
+    expect(losses).toHaveLength(8);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(losses[losses.length - 1]!).toBeLessThan(losses[0]!);
+  });
+
+  it("--max-steps stops early on the planned learning-rate schedule", async () => {
+    const run = await train(plan("1f1b", 2), 3);
+    expect(run.adapters.map((a) => a.steps)).toEqual([3, 3, 3]);
+  });
+
+  it("writes PEFT adapters: config, fp32 safetensors with PEFT's keys and shapes", async () => {
+    const p = plan("1f1b", 2);
+    await runPlan(p, path.join(dir, "plan"), { maxSteps: 2 });
+    const out = path.join(dir, "plan", "adapters", "a");
+    const config = JSON.parse(fs.readFileSync(path.join(out, "adapter_config.json"), "utf8"));
+    expect(config).toMatchObject({ peft_type: "LORA", task_type: "CAUSAL_LM", r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: ["q_proj", "v_proj"], use_rslora: false, bias: "none" });
+    const tensors = readSafetensors(path.join(out, "adapter_model.safetensors"));
+    expect(tensors.size).toBe(16);
+    expect(tensors.get("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight")!.shape).toEqual([4, 32]);
+    expect(tensors.get("base_model.model.model.layers.3.self_attn.v_proj.lora_B.weight")!.shape).toEqual([16, 4]);
+  });
+});
