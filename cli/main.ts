@@ -1,67 +1,22 @@
-import * as fs from "node:fs";
-import * as path from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { compile, formatDiagnostics, hasErrors, PASS_NAMES, VERSION, type ScheduleName } from "../compiler/index.js";
-import { describePlan } from "./print-summary.js";
-import { writeFilesAtomically } from "./write-files.js";
+import { PASS_NAMES, VERSION } from "../compiler/index.js";
+import { compileCommand, type CompileFlags } from "./commands/compile.js";
+import { evalCommand, type EvalFlags } from "./commands/eval.js";
+import { runCommand, type RunFlags } from "./commands/run.js";
+
+function wholeNumber(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}`);
+    return n;
+  };
+}
 
 function stagesArgument(value: string): number | "auto" {
   if (value === "auto") return "auto";
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError("expected a whole number >= 1 or auto");
   return n;
-}
-
-interface CompileFlags {
-  out?: string;
-  schedule?: ScheduleName;
-  stages?: number | "auto";
-  json?: boolean;
-  dumpIr?: string;
-}
-
-function compileCommand(jobPath: string, flags: CompileFlags): number {
-  let source: string;
-  try {
-    source = fs.readFileSync(jobPath, "utf8");
-  } catch (e) {
-    process.stderr.write(`loraflow: cannot read ${jobPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
-    return 1;
-  }
-  const outDir = flags.out ?? path.join("out", path.basename(jobPath).replace(/\.lf$/, ""));
-  const result = compile(source, {
-    fileName: jobPath,
-    planDir: outDir,
-    ...(flags.schedule !== undefined && { schedule: flags.schedule }),
-    ...(flags.stages !== undefined && { stages: flags.stages }),
-    ...(flags.dumpIr !== undefined && {
-      afterPass: (pass, ir) => {
-        if (pass !== flags.dumpIr) return;
-        const { source: _source, ...rest } = ir;
-        process.stdout.write(JSON.stringify(rest, null, 2) + "\n");
-      },
-    }),
-  });
-  if (result.diagnostics.length > 0) process.stderr.write(formatDiagnostics(result.diagnostics, source) + "\n");
-  if (hasErrors(result.diagnostics) || !result.plan || !result.summary) {
-    const errors = result.diagnostics.filter((d) => d.severity === "error").length;
-    process.stderr.write(`${errors} error${errors === 1 ? "" : "s"}; nothing written\n`);
-    return 1;
-  }
-  try {
-    writeFilesAtomically(outDir, {
-      "plan.json": JSON.stringify(result.plan, null, 2) + "\n",
-      "summary.json": JSON.stringify(result.summary, null, 2) + "\n",
-    });
-  } catch (e) {
-    process.stderr.write(`loraflow: cannot write ${outDir}: ${(e as Error).message}\n`);
-    return 1;
-  }
-  if (flags.json) process.stdout.write(JSON.stringify(result.summary, null, 2) + "\n");
-  else if (flags.dumpIr === undefined) {
-    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(outDir, "plan.json")} and ${path.join(outDir, "summary.json")}\n`);
-  }
-  return 0;
 }
 
 export function main(argv: string[]): void {
@@ -84,5 +39,32 @@ export function main(argv: string[]): void {
       process.exitCode = compileCommand(job, flags);
     });
 
-  program.parse(argv);
+  program
+    .command("run")
+    .description("train a job (compiling it first) or a compiled plan folder, and write every adapter in PEFT format")
+    .argument("<job-or-plan>", "a job file (.lf) or a folder holding plan.json")
+    .option("-o, --out <dir>", "where a compiled job's plan goes (default: out/<job name>)")
+    .addOption(new Option("--backend <name>", "where to train").choices(["cpu", "cuda"]).default("cpu"))
+    .option("--max-steps <n>", "stop every adapter after n optimizer steps", wholeNumber(1))
+    .option("--threads <n>", "BLAS threads per stage worker", wholeNumber(1))
+    .action(async (target: string, flags: RunFlags) => {
+      process.exitCode = await runCommand(target, flags);
+    });
+
+  program
+    .command("eval")
+    .description("mean cross-entropy of a model (and adapter) on a tokens file, Hugging Face's causal-LM loss")
+    .requiredOption("--model <dir>", "a Hugging Face model folder")
+    .option("--adapter <dir>", "a PEFT LoRA adapter folder")
+    .requiredOption("--data <file>", "JSONL of {\"input_ids\": [...], \"labels\": [...]}")
+    .option("--seq-len <n>", "sequence length examples are packed into (default: 1024, or max_seq if shorter)", wholeNumber(1))
+    .option("--json", "print {\"loss\": ..., \"tokens\": ...}")
+    .action((flags: EvalFlags) => {
+      process.exitCode = evalCommand(flags);
+    });
+
+  program.parseAsync(argv).catch((e: unknown) => {
+    process.stderr.write(`loraflow: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 2;
+  });
 }

@@ -1,3 +1,4 @@
+import * as os from "node:os";
 import * as path from "node:path";
 import type { Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
@@ -35,6 +36,18 @@ export interface RunResult {
   seconds: number;
 }
 
+/** The CPU engine holds the base weights in fp32: refuse early, and say so, when they cannot fit. */
+export function checkMemory(plan: Plan): void {
+  const need = plan.model.parameters * 4;
+  const free = os.freemem();
+  if (need > 0.8 * free) {
+    throw new RunError(
+      `model ${plan.model.name} has ${(plan.model.parameters / 1e9).toFixed(2)}B parameters: ${(need / 1e9).toFixed(1)} GB in fp32 on the CPU, ` +
+        `and this machine has ${(free / 1e9).toFixed(1)} GB free`,
+    );
+  }
+}
+
 /**
  * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format. Everything
  * the run reads (weights, data, init adapters) is read and checked before training starts;
@@ -43,8 +56,8 @@ export interface RunResult {
 export async function runPlan(plan: Plan, planDir: string, options: RunOptions = {}): Promise<RunResult> {
   const native = loadNative();
   const { phases, steps } = truncatePhases(plan, options.maxSteps);
-  const weights = loadBaseWeights(plan, planDir);
 
+  // Data and adapters first: they are cheap to check, the base weights are not.
   const adapters = plan.adapters.map((a, i) => {
     if (a.data.format !== "tokens") {
       throw new RunError(`adapter "${a.name}": format ${a.data.format} needs a tokenizer; \`loraflow run\` reads \`tokens\` data (JSONL of input_ids and labels) today`);
@@ -77,6 +90,9 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       },
     };
   });
+
+  checkMemory(plan);
+  const weights = loadBaseWeights(plan, planDir);
 
   const started = performance.now();
   let tokens = 0;

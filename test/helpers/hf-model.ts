@@ -10,8 +10,23 @@ export interface TensorSpec {
 
 const BYTES = { F32: 4, F16: 2, BF16: 2, I8: 1 } as const;
 
-/** Writes a safetensors file of zero-filled tensors (the compiler reads headers only). */
-export function writeSafetensors(file: string, tensors: TensorSpec[]): void {
+/** bf16 bytes of a float (round to nearest even), as PyTorch converts. */
+export function toBf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0]!;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** The float a bf16 value stands for. */
+export function fromBf16(h: number): number {
+  return new Float32Array(new Uint32Array([h << 16]).buffer)[0]!;
+}
+
+/**
+ * Writes a safetensors file. Tensors without `data` are zero-filled (the compiler reads headers
+ * only); with it, values are stored as F32 or rounded to BF16.
+ */
+export function writeSafetensors(file: string, tensors: (TensorSpec & { data?: ArrayLike<number> })[]): void {
   const header: Record<string, unknown> = { __metadata__: { format: "pt" } };
   let offset = 0;
   for (const t of tensors) {
@@ -23,7 +38,20 @@ export function writeSafetensors(file: string, tensors: TensorSpec[]): void {
   json += " ".repeat((8 - (json.length % 8)) % 8);
   const head = Buffer.alloc(8);
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  fs.writeFileSync(file, Buffer.concat([head, Buffer.from(json), Buffer.alloc(offset)]));
+  const body = Buffer.alloc(offset);
+  let at = 0;
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (t.data) {
+      for (let i = 0; i < n; i++) {
+        if (t.dtype === "F32") body.writeFloatLE(t.data[i]!, at + 4 * i);
+        else if (t.dtype === "BF16") body.writeUInt16LE(toBf16(t.data[i]!), at + 2 * i);
+        else throw new Error(`writeSafetensors: data for ${t.dtype} is not supported`);
+      }
+    }
+    at += n * BYTES[t.dtype];
+  }
+  fs.writeFileSync(file, Buffer.concat([head, Buffer.from(json), body]));
 }
 
 export interface TinyConfig {

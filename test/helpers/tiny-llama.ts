@@ -35,7 +35,24 @@ export function moduleShape(a: TinyArch, m: ModuleName): { in: number; out: numb
   }
 }
 
-const parent = (m: ModuleName) => (m.endsWith("_proj") && ["gate_proj", "up_proj", "down_proj"].includes(m) ? "mlp" : "self_attn");
+const parent = (m: ModuleName) => (["gate_proj", "up_proj", "down_proj"].includes(m) ? "mlp" : "self_attn");
+
+/** Every base weight's Hugging Face name and shape. */
+export function weightShapes(a: TinyArch): Record<string, number[]> {
+  const shapes: Record<string, number[]> = { "model.embed_tokens.weight": [a.vocab, a.hidden] };
+  for (let l = 0; l < a.layers; l++) {
+    const p = `model.layers.${l}.`;
+    shapes[p + "input_layernorm.weight"] = [a.hidden];
+    shapes[p + "post_attention_layernorm.weight"] = [a.hidden];
+    for (const m of MODULES) {
+      const { in: i, out: o } = moduleShape(a, m);
+      shapes[`${p}${parent(m)}.${m}.weight`] = [o, i];
+    }
+  }
+  shapes["model.norm.weight"] = [a.hidden];
+  if (!a.tieEmbeddings) shapes["lm_head.weight"] = [a.vocab, a.hidden];
+  return shapes;
+}
 
 /** Random base weights under Hugging Face names; norms near 1 so activations stay tame. */
 export function randomWeights(a: TinyArch, seed: number): Record<string, Float64Array> {

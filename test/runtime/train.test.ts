@@ -117,3 +117,16 @@ describe("training on the CPU engine", () => {
     expect(tensors.get("base_model.model.model.layers.3.self_attn.v_proj.lora_B.weight")!.shape).toEqual([16, 4]);
   });
 });
+
+describe("the event loop", () => {
+  it("keeps turning while training runs", async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const steps: number[] = [];
+    await runPlan(plan("1f1b", 2), path.join(dir, "plan"), { save: false, onStep: () => steps.push(ticks) });
+    clearInterval(timer);
+    expect(ticks).toBeGreaterThan(5);
+    // Progress arrived while training was still going, not all at the end.
+    expect(new Set(steps).size).toBeGreaterThan(1);
+  });
+});

@@ -57,6 +57,15 @@ std::vector<T> typed(const Napi::Value& v, int64_t expected, const std::string& 
 inline std::vector<double> doubles(const Napi::Value& v, int64_t expected, const std::string& what) {
   return typed<double, napi_float64_array>(v, expected, what);
 }
+
+// A Float32Array or a Float64Array, as doubles.
+inline std::vector<double> reals(const Napi::Value& v, int64_t expected, const std::string& what) {
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array) {
+    auto f = typed<float, napi_float32_array>(v, expected, what);
+    return std::vector<double>(f.begin(), f.end());
+  }
+  return doubles(v, expected, what);
+}
 inline std::vector<int32_t> ints(const Napi::Value& v, int64_t expected, const std::string& what) {
   return typed<int32_t, napi_int32_array>(v, expected, what);
 }

@@ -1,7 +1,7 @@
 // model_binding.cc: `modelGrad(spec)`, a whole model cut into stages run one micro-batch at a
-// time on the calling thread: the summed loss and every adapter's LoRA gradients, in double or
-// float. The tests difference the loss numerically against these gradients end to end, and
-// compare stage cuts and fusions with each other.
+// time on the calling thread: the summed loss and (unless `backward: false`, which `eval` uses)
+// every adapter's LoRA gradients, in double or float. The tests difference the loss
+// numerically against these gradients end to end, and compare stage cuts and fusions.
 #include <napi.h>
 
 #include <array>
@@ -69,7 +69,7 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
   Napi::Array names = weights.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); i++) {
     std::string name = names.Get(i).As<Napi::String>();
-    m.weights[name] = convert<S>(js::doubles(weights.Get(name), -1, "weights." + name));
+    m.weights[name] = convert<S>(js::reals(weights.Get(name), -1, "weights." + name));
   }
 
   // Adapters: per site "LAYER.MODULE" -> { A, B }; gradients live beside them.
@@ -101,8 +101,8 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
       Napi::Object so = sites.Get(key).As<Napi::Object>();
       const int64_t in = module_in(c, module), out = module_out(c, module);
       auto& arrays = info.sites[{layer, module}];
-      arrays[0] = convert<S>(js::doubles(js::field(so, "A", where), info.rank * in, where + "." + key + ".A"));
-      arrays[1] = convert<S>(js::doubles(js::field(so, "B", where), out * info.rank, where + "." + key + ".B"));
+      arrays[0] = convert<S>(js::reals(js::field(so, "A", where), info.rank * in, where + "." + key + ".A"));
+      arrays[1] = convert<S>(js::reals(js::field(so, "B", where), out * info.rank, where + "." + key + ".B"));
       arrays[2].assign(arrays[0].size(), S(0));
       arrays[3].assign(arrays[1].size(), S(0));
     }
@@ -162,6 +162,7 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
   LF_CHECK(next_block == 2 * c.layers, "spec: the stages cover blocks [0, " << next_block << ") of " << 2 * c.layers);
 
   Napi::Array mbs = js::array(spec, "microBatches", "spec");
+  const bool backward = !spec.Has("backward") || js::boolean(spec, "backward", "spec");
   double loss = 0;
   for (uint32_t i = 0; i < mbs.Length(); i++) {
     const std::string where = "microBatches[" + std::to_string(i) + "]";
@@ -197,6 +198,10 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
     const size_t n = static_cast<size_t>(rows.T * c.hidden);
     std::vector<std::vector<S>> acts(m.stages.size() + 1, std::vector<S>(n));
     for (size_t s = 0; s < m.stages.size(); s++) loss += m.stages[s]->forward(static_cast<int>(i), rows, acts[s].data(), acts[s + 1].data());
+    if (!backward) {
+      for (auto& stage : m.stages) stage->discard(static_cast<int>(i));
+      continue;
+    }
     std::vector<S> grad(n), grad_in(n);
     for (size_t s = m.stages.size(); s-- > 0;) {
       m.stages[s]->backward(static_cast<int>(i), rows, grad.data(), s == 0 ? nullptr : grad_in.data());

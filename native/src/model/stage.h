@@ -136,6 +136,9 @@ class Stage {
 
   size_t stashed() const { return stash_.size(); }
 
+  // Drops what forward() kept for a micro-batch that will have no backward (evaluation).
+  void discard(int64_t mb) { stash_.erase(mb); }
+
   // On the last stage, after forward(): each part's grad_scale * (sum of its counted losses).
   const std::vector<double>& part_losses() const { return part_losses_; }
 

@@ -1,0 +1,69 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { compile, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
+import { describePlan } from "../print-summary.js";
+import { writeFilesAtomically } from "../write-files.js";
+
+export interface CompileFlags {
+  out?: string;
+  schedule?: ScheduleName;
+  stages?: number | "auto";
+  json?: boolean;
+  dumpIr?: string;
+}
+
+export function defaultPlanDir(jobPath: string): string {
+  return path.join("out", path.basename(jobPath).replace(/\.lf$/, ""));
+}
+
+/**
+ * Compiles a job file and writes DIR/plan.json and DIR/summary.json, both or neither.
+ * Prints diagnostics to stderr. Returns the plan and where it went, or undefined on failure.
+ */
+export function compileToDir(jobPath: string, flags: CompileFlags, print: boolean): { plan: Plan; summary: Summary; dir: string } | undefined {
+  let source: string;
+  try {
+    source = fs.readFileSync(jobPath, "utf8");
+  } catch (e) {
+    process.stderr.write(`loraflow: cannot read ${jobPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
+    return undefined;
+  }
+  const dir = flags.out ?? defaultPlanDir(jobPath);
+  const result = compile(source, {
+    fileName: jobPath,
+    planDir: dir,
+    ...(flags.schedule !== undefined && { schedule: flags.schedule }),
+    ...(flags.stages !== undefined && { stages: flags.stages }),
+    ...(flags.dumpIr !== undefined && {
+      afterPass: (pass, ir) => {
+        if (pass !== flags.dumpIr) return;
+        const { source: _source, ...rest } = ir;
+        process.stdout.write(JSON.stringify(rest, null, 2) + "\n");
+      },
+    }),
+  });
+  if (result.diagnostics.length > 0) process.stderr.write(formatDiagnostics(result.diagnostics, source) + "\n");
+  if (hasErrors(result.diagnostics) || !result.plan || !result.summary) {
+    const errors = result.diagnostics.filter((d) => d.severity === "error").length;
+    process.stderr.write(`${errors} error${errors === 1 ? "" : "s"}; nothing written\n`);
+    return undefined;
+  }
+  try {
+    writeFilesAtomically(dir, {
+      "plan.json": JSON.stringify(result.plan, null, 2) + "\n",
+      "summary.json": JSON.stringify(result.summary, null, 2) + "\n",
+    });
+  } catch (e) {
+    process.stderr.write(`loraflow: cannot write ${dir}: ${(e as Error).message}\n`);
+    return undefined;
+  }
+  if (print && flags.json) process.stdout.write(JSON.stringify(result.summary, null, 2) + "\n");
+  else if (print && flags.dumpIr === undefined) {
+    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")} and ${path.join(dir, "summary.json")}\n`);
+  }
+  return { plan: result.plan, summary: result.summary, dir };
+}
+
+export function compileCommand(jobPath: string, flags: CompileFlags): number {
+  return compileToDir(jobPath, flags, true) ? 0 : 1;
+}

@@ -1,0 +1,69 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { compile, formatDiagnostics } from "../../compiler/index.js";
+import { RunError } from "../../runtime/errors.js";
+import { evaluatePlan } from "../../runtime/eval.js";
+
+export interface EvalFlags {
+  model: string;
+  adapter?: string;
+  data: string;
+  seqLen?: number;
+  json?: boolean;
+}
+
+/** The adapter block that reproduces a PEFT adapter folder's settings, starting from its weights. */
+function adapterSettings(dir: string): string {
+  const file = path.join(dir, "adapter_config.json");
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new RunError(`${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be read (${(e as Error).message})`}`);
+  }
+  const targets = config["target_modules"];
+  if (!Array.isArray(targets) || !targets.every((t) => typeof t === "string")) {
+    throw new RunError(`${file}: target_modules must be a list of module names (q_proj, ...)`);
+  }
+  const r = config["r"];
+  const alpha = config["lora_alpha"] ?? r;
+  if (!Number.isInteger(r) || typeof alpha !== "number") throw new RunError(`${file}: r and lora_alpha must be numbers`);
+  return `rank ${r} alpha ${alpha} rslora ${config["use_rslora"] === true} targets ${targets.join(" ")} init ${JSON.stringify(path.resolve(dir))}`;
+}
+
+/**
+ * `loraflow eval`: the mean cross-entropy of a Hugging Face model (with a PEFT adapter) on a
+ * `tokens` file. The model and adapter are checked by the compiler, like a job's.
+ */
+export function evalCommand(flags: EvalFlags): number {
+  try {
+    const seq = flags.seqLen ?? 1024;
+    const source = [
+      `model eval { from ${JSON.stringify(path.resolve(flags.model))} }`,
+      `adapter eval { data ${JSON.stringify(path.resolve(flags.data))} format tokens pack true steps 1 batch 1 seq_len ${seq} ${flags.adapter ? adapterSettings(flags.adapter) : ""} }`,
+    ].join("\n");
+    let result = compile(source, { fileName: "<eval>" });
+    if (!result.plan && flags.seqLen === undefined && result.diagnostics.some((d) => d.code === "LF2012")) {
+      // The default length is above this model's max_seq: use max_seq.
+      const max = /max_seq (\d+)/.exec(result.diagnostics.find((d) => d.code === "LF2012")!.message)?.[1];
+      result = compile(source.replace(`seq_len ${seq}`, `seq_len ${max}`), { fileName: "<eval>" });
+    }
+    if (!result.plan) {
+      const problems = result.diagnostics.filter((d) => d.severity === "error").map((d) => d.message.replace(/^adapter "eval": /, ""));
+      process.stderr.write(`loraflow eval: ${problems.join("\nloraflow eval: ")}\n`);
+      return 1;
+    }
+    for (const w of result.diagnostics.filter((d) => d.severity === "warning")) process.stderr.write(formatDiagnostics([w]) + "\n");
+    const r = evaluatePlan(result.plan, process.cwd());
+    if (r.truncated > 0) process.stderr.write(`loraflow eval: ${r.truncated} examples were longer than ${result.plan.adapters[0]!.seqLen} tokens and were cut (--seq-len)\n`);
+    const out = { loss: Number(r.loss.toFixed(6)), tokens: r.tokens };
+    process.stdout.write(flags.json ? JSON.stringify(out) + "\n" : `loss ${out.loss} over ${out.tokens} tokens\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof RunError || (e instanceof Error && /^modelGrad:/.test(e.message))) {
+      process.stderr.write(`loraflow eval: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,69 @@
+import * as path from "node:path";
+import type { Plan } from "../compiler/index.js";
+import { buildSequences } from "./data/sequences.js";
+import { readTokens } from "./data/tokens.js";
+import { RunError } from "./errors.js";
+import { loadNative } from "./native.js";
+import { checkMemory } from "./run.js";
+import { loadBaseWeights } from "./weights/base-weights.js";
+import { loadLora } from "./weights/lora.js";
+
+export interface EvalResult {
+  /** Mean cross-entropy over the counted tokens (Hugging Face's causal-LM loss). */
+  loss: number;
+  /** Counted tokens: positions whose next-token label is not -100. */
+  tokens: number;
+  /** Examples longer than the sequence length, cut to fit. */
+  truncated: number;
+}
+
+/** Sequences per forward call: bounds the logits buffer ([rows, vocab]) without slowing small models. */
+const SEQUENCES_PER_CALL = 4;
+
+/**
+ * The loss of a plan's model, with its first adapter's `init` weights when it has one, on that
+ * adapter's data: every example once, packed (a packed example computes exactly what it would
+ * alone), in order.
+ */
+export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
+  const native = loadNative();
+  const adapter = plan.adapters[0];
+  if (!adapter) throw new RunError("plan has no adapter naming the data to evaluate");
+  if (adapter.data.format !== "tokens") throw new RunError(`format ${adapter.data.format} needs a tokenizer; \`loraflow eval\` reads \`tokens\` data today`);
+  const examples = readTokens(path.resolve(planDir, adapter.data.path), plan.model.config.vocab);
+  const s = buildSequences(examples, adapter.seqLen, true);
+  checkMemory(plan);
+  const weights = loadBaseWeights(plan, planDir);
+  const sites = adapter.init === null ? {} : loadLora(path.resolve(planDir, adapter.init), plan, adapter);
+
+  let tokens = 0;
+  const L = s.seqLen;
+  const microBatches = [];
+  for (let first = 0; first < s.count; first += SEQUENCES_PER_CALL) {
+    const n = Math.min(SEQUENCES_PER_CALL, s.count - first);
+    const rows = n * L;
+    const slice = (a: Int32Array) => a.slice(first * L, first * L + rows);
+    const segStart = slice(s.segStart).map((v, i) => v + Math.floor(i / L) * L);
+    const targets = slice(s.targets);
+    tokens += targets.reduce((c, t) => c + (t >= 0 ? 1 : 0), 0);
+    microBatches.push({
+      tokens: slice(s.tokens),
+      targets,
+      segStart,
+      pos: slice(s.pos),
+      rowKeys: new BigUint64Array(rows),
+      parts: [{ adapter: 0, row0: 0, rows, gradScale: 1 }],
+    });
+  }
+  // One call: the engine copies the weights once and runs the micro-batches one after another.
+  const sum = native.modelGrad({
+    config: plan.model.config,
+    weights: Object.fromEntries(weights),
+    adapters: [{ rank: adapter.rank, scale: adapter.scaling, dropout: 0, sites }],
+    stages: [[0, 2 * plan.model.config.layers]],
+    microBatches,
+    precision: "float",
+    backward: false,
+  }).loss;
+  return { loss: tokens === 0 ? NaN : sum / tokens, tokens, truncated: s.truncated };
+}

@@ -1,0 +1,106 @@
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tempDir, TINY, writeLlamaFolder } from "../helpers/hf-model.js";
+import { ROOT } from "../helpers/paths.js";
+import { writeTokenData } from "../helpers/train-job.js";
+
+let work: string;
+
+function loraflow(...args: string[]) {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "loraflow.js"), ...args], { cwd: work, encoding: "utf8" });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Every file under a folder with its bytes, to show that a failed run changed nothing. */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of fs.readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) out[path.relative(dir, path.join(entry.parentPath, entry.name))] = fs.readFileSync(path.join(entry.parentPath, entry.name)).toString("base64");
+  }
+  return out;
+}
+
+beforeAll(() => {
+  work = tempDir("loraflow-run-");
+  fs.cpSync(path.join(ROOT, "examples"), path.join(work, "examples"), { recursive: true });
+});
+afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+describe("loraflow run", () => {
+  it("compiles a job, trains it, prints every step and writes the adapters", () => {
+    const r = loraflow("run", "examples/tiny.lf", "--max-steps", "2");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/training 2 adapters on 2 CPU stage workers \(1f1b\)/);
+    expect(r.stdout).toMatch(/count\s+step 2\/2\s+loss \d+\.\d{4}/);
+    expect(r.stdout).toMatch(/stage 1: busy .* waiting/);
+    expect(fs.readdirSync(path.join(work, "out/tiny/adapters")).sort()).toEqual(["count", "motif"]);
+    expect(fs.readdirSync(path.join(work, "out/tiny/adapters/count")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
+  });
+
+  it("runs a compiled plan folder", () => {
+    const r = loraflow("run", "out/tiny", "--max-steps", "1", "--threads", "1");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/motif\s+step 1\/1/);
+  });
+
+  it("refuses a corrupt plan, leaving earlier outputs as they were", () => {
+    const before = snapshot(path.join(work, "out/tiny/adapters"));
+    fs.cpSync(path.join(work, "out/tiny"), path.join(work, "out/corrupt"), { recursive: true });
+    fs.writeFileSync(path.join(work, "out/corrupt/plan.json"), fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8").replace('"F mb0"', '"F mb77"'));
+    const r = loraflow("run", "out/corrupt");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error LF5002: .*mb77 is not in the phase/);
+    fs.writeFileSync(path.join(work, "out/corrupt/plan.json"), "{ not json");
+    expect(loraflow("run", "out/corrupt").stderr).toMatch(/error LF5001/);
+    expect(snapshot(path.join(work, "out/tiny/adapters"))).toEqual(before);
+  });
+
+  it("refuses malformed data before training, naming the file and line, and writes nothing", () => {
+    const before = snapshot(path.join(work, "out/tiny/adapters"));
+    const data = path.join(work, "examples/data/count.jsonl");
+    const good = fs.readFileSync(data, "utf8");
+    fs.writeFileSync(data, good.replace(/\n/, '\n{"input_ids": [1, 2], "labels": [1]}\n'));
+    const r = loraflow("run", "out/tiny");
+    fs.writeFileSync(data, good);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/count\.jsonl:2: `labels` has 1 entries, `input_ids` 2/);
+    expect(r.stdout).not.toMatch(/step 1/);
+    expect(snapshot(path.join(work, "out/tiny/adapters"))).toEqual(before);
+  });
+
+  it("refuses weights that no longer match the plan's config", () => {
+    const model = path.join(work, "model");
+    writeLlamaFolder(model);
+    writeTokenData(path.join(work, "data.jsonl"), 8, TINY.vocab, 3);
+    fs.writeFileSync(path.join(work, "job.lf"), 'model m { from "model" }\nadapter a { data "data.jsonl" format tokens seq_len 16 batch 2 steps 1 }\n');
+    expect(loraflow("compile", "job.lf").code).toBe(0);
+    writeLlamaFolder(model, { ...TINY, ffn: 40 }, { config: { intermediate_size: 32 } });
+    const r = loraflow("run", "out/job");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/model\.safetensors: `model\.layers\.0\.mlp\.gate_proj\.weight` is \[40, 16\], the plan's config implies \[32, 16\]/);
+    expect(fs.existsSync(path.join(work, "out/job/adapters"))).toBe(false);
+  });
+
+  it.each([
+    { args: ["run", "examples/tiny.lf", "--backend", "cuda"], pattern: /backend `cuda` is not available in this build/ },
+    { args: ["run", "examples/nope.lf"], pattern: /cannot read examples\/nope\.lf/ },
+    { args: ["run", "examples/llama2-7b-4xa6000.lf"], pattern: /format alpaca needs a tokenizer/ },
+    { args: ["run", "examples/tiny.lf", "--max-steps", "0"], pattern: /expected a whole number >= 1/ },
+  ])("refuses $args with a clear message", ({ args, pattern }) => {
+    const r = loraflow(...args);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(pattern);
+  });
+});
+
+describe("loraflow run on a model too large for this machine", () => {
+  it("refuses before loading anything", () => {
+    fs.writeFileSync(path.join(work, "big.lf"), 'model big { arch llama layers 80 hidden 8192 heads 64 kv_heads 8 ffn 28672 vocab 32000 }\nadapter a { data "examples/data/count.jsonl" format tokens steps 1 }\n');
+    const r = loraflow("run", "big.lf");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/model big has 68\.98B parameters: 275\.9 GB in fp32 on the CPU, and this machine has [\d.]+ GB free/);
+  });
+});
