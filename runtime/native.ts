@@ -16,6 +16,8 @@ export interface NativeEngine {
 
   /** Whole-model loss and LoRA gradients, one micro-batch at a time (tests and eval). */
   modelGrad(spec: unknown): { loss: number; grads: Record<string, { A: Float64Array; B: Float64Array }>[] };
+  /** Seconds per [M, K] x [K, N] float GEMM of this build on `threads` BLAS threads, averaged over `repeats`. */
+  benchGemm(M: number, N: number, K: number, repeats: number, threads: number): number;
   /** Trains a lowered plan on one thread per stage; resolves with the trained adapters. */
   train(spec: unknown, onStep: (event: StepEvent) => void): Promise<TrainResult>;
 }

@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { planProblems, type Plan } from "../../compiler/index.js";
+import { loadNative } from "../../runtime/native.js";
 import { runPlan, type RunResult } from "../../runtime/run.js";
 import { readSafetensors } from "../../runtime/weights/safetensors.js";
 import { tempDir } from "../helpers/hf-model.js";
@@ -33,14 +34,46 @@ function plan(schedule: string, stages: number, source = JOB): Plan {
 
 const train = (p: Plan, maxSteps?: number) => runPlan(p, path.join(dir, "plan"), { save: false, ...(maxSteps !== undefined && { maxSteps }) });
 
-function expectSameAdapters(run: RunResult, reference: RunResult, label: string): void {
+/** ||a - b|| / ||b|| over a whole tensor. */
+function relativeDifference(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff += (a[i]! - b[i]!) ** 2;
+    scale += b[i]! ** 2;
+  }
+  return scale === 0 ? Math.sqrt(diff) : Math.sqrt(diff / scale);
+}
+
+/**
+ * Bitwise equal: the same operations in the same order, whatever the stage split, and with the
+ * portable GEMM whatever the fusion. OpenBLAS's sgemm rounds a row differently depending on
+ * where it falls in the matrix (its tail kernels accumulate in another order), so a fused
+ * micro-batch differs in the last bits; AdamW turns last-bit differences of near-zero gradients
+ * into lr-sized steps, and after 10 steps tensors differ by up to ~2e-5 (relative L2). There
+ * the bound is 1e-4.
+ */
+let worstRelative = 0;
+afterAll(() => {
+  if (worstRelative > 0) console.log(`fused vs unfused under OpenBLAS: worst relative difference ${worstRelative.toExponential(2)}`);
+});
+
+function expectSameAdapters(run: RunResult, reference: RunResult, label: string, fused = false): void {
+  const exact = !fused || loadNative().build.blas !== "openblas";
   run.adapters.forEach((a, i) => {
     const ref = reference.adapters[i]!;
     expect(Object.keys(a.sites).sort(), label).toEqual(Object.keys(ref.sites).sort());
     for (const [site, w] of Object.entries(a.sites)) {
-      // Bitwise: the same operations in the same order, whatever the stage split or fusion.
-      expect(Buffer.from(w.A.buffer).equals(Buffer.from(ref.sites[site]!.A.buffer)), `${label}: ${a.name} ${site}.A`).toBe(true);
-      expect(Buffer.from(w.B.buffer).equals(Buffer.from(ref.sites[site]!.B.buffer)), `${label}: ${a.name} ${site}.B`).toBe(true);
+      for (const which of ["A", "B"] as const) {
+        const got = w[which];
+        const want = ref.sites[site]![which];
+        if (exact) expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `${label}: ${a.name} ${site}.${which} bitwise`).toBe(true);
+        else {
+          const d = relativeDifference(got, want);
+          worstRelative = Math.max(worstRelative, d);
+          expect(d, `${label}: ${a.name} ${site}.${which}`).toBeLessThan(1e-4);
+        }
+      }
     }
   });
 }
@@ -73,7 +106,7 @@ describe("training on the CPU engine", () => {
     ["1f1b", 4],
     ["batch", 4],
   ] as const)("%s on %i stages trains the same weights as one stage, one adapter after another", async (schedule, stages) => {
-    expectSameAdapters(await train(plan(schedule, stages)), reference, `${schedule}/${stages}`);
+    expectSameAdapters(await train(plan(schedule, stages)), reference, `${schedule}/${stages}`, schedule === "batch");
   });
 
   it("a stage boundary inside a layer (attention on one stage, its MLP on the next) changes nothing", async () => {
@@ -81,7 +114,7 @@ describe("training on the CPU engine", () => {
     p.stages[0] = { ...p.stages[0]!, blocks: [0, 3], layers: [0, 2] };
     p.stages[1] = { ...p.stages[1]!, blocks: [3, 8], layers: [1, 4] };
     expect(planProblems(p)).toEqual([]);
-    expectSameAdapters(await train(p), reference, "split layer");
+    expectSameAdapters(await train(p), reference, "split layer", true);
   });
 
   it("an adapter trained alone ends where it ends trained beside others", async () => {

@@ -1,7 +1,14 @@
 // addon.cc: the loraflow_native module: what the engine was built with, and its entry points.
 #include <napi.h>
 
+#include <chrono>
+#include <vector>
+
 #include "cpu/gemm.h"
+
+#ifdef LORAFLOW_HAVE_CBLAS
+extern "C" void openblas_set_num_threads(int);
+#endif
 
 namespace loraflow {
 Napi::Value RunOp(const Napi::CallbackInfo& info);
@@ -10,6 +17,23 @@ Napi::Value Train(const Napi::CallbackInfo& info);
 }
 
 namespace {
+
+// benchGemm(M, N, K, repeats, threads): seconds per float GEMM of this build (OpenBLAS on
+// `threads` threads, or the single-threaded portable kernel), so benchmarks can report ratios to
+// the machine's own rate measured in the same process.
+Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
+  const int64_t M = info[0].As<Napi::Number>().Int64Value(), N = info[1].As<Napi::Number>().Int64Value();
+  const int64_t K = info[2].As<Napi::Number>().Int64Value(), repeats = info[3].As<Napi::Number>().Int64Value();
+#ifdef LORAFLOW_HAVE_CBLAS
+  openblas_set_num_threads(info[4].As<Napi::Number>().Int32Value());
+#endif
+  std::vector<float> a(static_cast<size_t>(M * K), 0.5f), b(static_cast<size_t>(K * N), 0.25f), c(static_cast<size_t>(M * N));
+  loraflow::gemm<float>(false, true, M, N, K, 1.0f, a.data(), K, b.data(), K, 0.0f, c.data(), N);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t r = 0; r < repeats; r++) loraflow::gemm<float>(false, true, M, N, K, 1.0f, a.data(), K, b.data(), K, 0.0f, c.data(), N);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return Napi::Number::New(info.Env(), seconds / static_cast<double>(repeats));
+}
 
 Napi::Object BuildInfo(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
@@ -20,6 +44,7 @@ Napi::Object BuildInfo(Napi::Env env) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("build", BuildInfo(env));
+  exports.Set("benchGemm", Napi::Function::New(env, BenchGemm, "benchGemm"));
   exports.Set("op", Napi::Function::New(env, loraflow::RunOp, "op"));
   exports.Set("modelGrad", Napi::Function::New(env, loraflow::ModelGrad, "modelGrad"));
   exports.Set("train", Napi::Function::New(env, loraflow::Train, "train"));

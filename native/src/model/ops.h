@@ -80,75 +80,108 @@ void rope_apply(S* x, const int32_t* pos, const float* inv_freq, int64_t T, int6
   }
 }
 
+// Attention works on blocks of rows that start at a packed example's first row and hold whole
+// examples (up to kAttentionBlock rows, or one longer example): no row attends outside its
+// block, so each block's scores are one GEMM per head, masked to the row's example.
+constexpr int64_t kAttentionBlock = 256;
+
+inline std::vector<std::pair<int64_t, int64_t>> attention_blocks(const int32_t* seg_start, int64_t T) {
+  std::vector<std::pair<int64_t, int64_t>> blocks;
+  int64_t b0 = 0;
+  for (int64_t t = 1; t <= T; t++) {
+    const bool starts_example = t == T || seg_start[t] == t;
+    if (starts_example && (t == T || t - b0 >= kAttentionBlock)) {
+      blocks.push_back({b0, t});
+      b0 = t;
+    }
+  }
+  return blocks;
+}
+
+// Turns the scaled scores P[n, n] of a block starting at row b0 into probabilities: softmax over
+// each row's visible columns [seg_start[t], t], zero elsewhere. Forward: lse_out gets each row's
+// log-sum-exp (stride apart). Backward: lse_in gives it back, so P is recomputed exactly.
+template <typename S>
+void attention_probabilities(S* P, const int32_t* seg_start, int64_t b0, int64_t n, S* lse_out, const S* lse_in, int64_t stride) {
+  for (int64_t i = 0; i < n; i++) {
+    S* row = P + i * n;
+    const int64_t j0 = seg_start[b0 + i] - b0, j1 = i;  // visible: [j0, j1]
+    if (lse_out) {
+      S m = -INFINITY;
+      for (int64_t j = j0; j <= j1; j++) m = std::max(m, row[j]);
+      S sum = 0;
+      for (int64_t j = j0; j <= j1; j++) sum += (row[j] = std::exp(row[j] - m));
+      const S inv = S(1) / sum;
+      for (int64_t j = j0; j <= j1; j++) row[j] *= inv;
+      lse_out[i * stride] = m + std::log(sum);
+    } else {
+      const S m = lse_in[i * stride];
+      for (int64_t j = j0; j <= j1; j++) row[j] = std::exp(row[j] - m);
+    }
+    std::fill(row, row + j0, S(0));
+    std::fill(row + j1 + 1, row + n, S(0));
+  }
+}
+
 // Causal attention within packed segments: row t attends to rows [seg_start[t], t].
 // q[T, H*hd], k/v[T, KV*hd] -> out[T, H*hd]; lse[T, H] (log-sum-exp of the scaled scores) kept
-// so backward recomputes probabilities instead of storing [T, T] per head.
+// so backward recomputes probabilities instead of storing [T, T] per head. GQA: head h reads
+// key/value head h / (H / KV).
 template <typename S>
 void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const int32_t* seg_start, int64_t T,
                        int64_t H, int64_t KV, int64_t hd) {
   const S scale = S(1) / std::sqrt(S(hd));
-  const int64_t group = H / KV;
-  std::vector<S> p(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; t++) {
-    const int64_t s0 = seg_start[t];
+  const int64_t group = H / KV, qs = H * hd, ks = KV * hd;
+  std::vector<S> P;
+  for (auto [b0, b1] : attention_blocks(seg_start, T)) {
+    const int64_t n = b1 - b0;
+    P.resize(static_cast<size_t>(n * n));
     for (int64_t h = 0; h < H; h++) {
-      const S* qt = q + t * H * hd + h * hd;
       const int64_t g = h / group;
-      S m = -INFINITY;
-      for (int64_t j = s0; j <= t; j++) {
-        const S* kj = k + j * KV * hd + g * hd;
-        S dot = 0;
-        for (int64_t d = 0; d < hd; d++) dot += qt[d] * kj[d];
-        p[j - s0] = dot * scale;
-        m = std::max(m, p[j - s0]);
-      }
-      S sum = 0;
-      for (int64_t j = s0; j <= t; j++) sum += (p[j - s0] = std::exp(p[j - s0] - m));
-      S* ot = out + t * H * hd + h * hd;
-      std::fill(ot, ot + hd, S(0));
-      for (int64_t j = s0; j <= t; j++) {
-        const S w = p[j - s0] / sum;
-        const S* vj = v + j * KV * hd + g * hd;
-        for (int64_t d = 0; d < hd; d++) ot[d] += w * vj[d];
-      }
-      lse[t * H + h] = m + std::log(sum);
+      gemm<S>(false, true, n, n, hd, scale, q + b0 * qs + h * hd, qs, k + b0 * ks + g * hd, ks, S(0), P.data(), n);
+      attention_probabilities(P.data(), seg_start, b0, n, lse + b0 * H + h, static_cast<const S*>(nullptr), H);
+      gemm<S>(false, false, n, hd, n, S(1), P.data(), n, v + b0 * ks + g * hd, ks, S(0), out + b0 * qs + h * hd, qs);
     }
   }
 }
 
+// dq, dk, dv accumulate (+=). dS = P * (dP - rowsum(dout * out)), dP = dout V^T.
 template <typename S>
 void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* out, const S* lse, const S* q, const S* k, const S* v,
                         const int32_t* seg_start, int64_t T, int64_t H, int64_t KV, int64_t hd) {
   const S scale = S(1) / std::sqrt(S(hd));
-  const int64_t group = H / KV;
+  const int64_t group = H / KV, qs = H * hd, ks = KV * hd;
+  std::vector<S> P, dP, D;
+  // D[t, h] = dout . out, the softmax backward's row term.
+  D.resize(static_cast<size_t>(T * H));
   for (int64_t t = 0; t < T; t++) {
-    const int64_t s0 = seg_start[t];
+    for (int64_t h = 0; h < H; h++) {
+      S acc = 0;
+      for (int64_t d = 0; d < hd; d++) acc += dout[t * qs + h * hd + d] * out[t * qs + h * hd + d];
+      D[t * H + h] = acc;
+    }
+  }
+  for (auto [b0, b1] : attention_blocks(seg_start, T)) {
+    const int64_t n = b1 - b0;
+    P.resize(static_cast<size_t>(n * n));
+    dP.resize(static_cast<size_t>(n * n));
     for (int64_t h = 0; h < H; h++) {
       const int64_t g = h / group;
-      const S* qt = q + t * H * hd + h * hd;
-      const S* dot_ = dout + t * H * hd + h * hd;
-      const S* ot = out + t * H * hd + h * hd;
-      S D = 0;
-      for (int64_t d = 0; d < hd; d++) D += dot_[d] * ot[d];
-      S* dqt = dq + t * H * hd + h * hd;
-      for (int64_t j = s0; j <= t; j++) {
-        const S* kj = k + j * KV * hd + g * hd;
-        const S* vj = v + j * KV * hd + g * hd;
-        S score = 0, dp = 0;
-        for (int64_t d = 0; d < hd; d++) {
-          score += qt[d] * kj[d];
-          dp += dot_[d] * vj[d];
-        }
-        const S prob = std::exp(score * scale - lse[t * H + h]);
-        const S ds = prob * (dp - D) * scale;
-        S* dkj = dk + j * KV * hd + g * hd;
-        S* dvj = dv + j * KV * hd + g * hd;
-        for (int64_t d = 0; d < hd; d++) {
-          dqt[d] += ds * kj[d];
-          dkj[d] += ds * qt[d];
-          dvj[d] += prob * dot_[d];
-        }
+      const S* qh = q + b0 * qs + h * hd;
+      const S* kg = k + b0 * ks + g * hd;
+      const S* vg = v + b0 * ks + g * hd;
+      const S* doh = dout + b0 * qs + h * hd;
+      gemm<S>(false, true, n, n, hd, scale, qh, qs, kg, ks, S(0), P.data(), n);
+      attention_probabilities(P.data(), seg_start, b0, n, static_cast<S*>(nullptr), lse + b0 * H + h, H);
+      gemm<S>(false, true, n, n, hd, S(1), doh, qs, vg, ks, S(0), dP.data(), n);
+      for (int64_t i = 0; i < n; i++) {
+        const S Di = D[(b0 + i) * H + h];
+        for (int64_t j = 0; j < n; j++) dP[i * n + j] = P[i * n + j] * (dP[i * n + j] - Di) * scale;
       }
+      // dP now holds dS (scaled): dq += dS K, dk += dS^T q, dv += P^T dout.
+      gemm<S>(false, false, n, hd, n, S(1), dP.data(), n, kg, ks, S(1), dq + b0 * qs + h * hd, qs);
+      gemm<S>(true, false, n, hd, n, S(1), dP.data(), n, qh, qs, S(1), dk + b0 * ks + g * hd, ks);
+      gemm<S>(true, false, n, hd, n, S(1), P.data(), n, doh, qs, S(1), dv + b0 * ks + g * hd, ks);
     }
   }
 }

@@ -1,6 +1,8 @@
 // trainer.cc: see trainer.h.
 #include "train/trainer.h"
 
+#include <malloc.h>
+
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -30,6 +32,10 @@ struct Trainer::StageState {
 };
 
 Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<int>(spec_.stages.size())) {
+  // Activations are allocated and freed per micro-batch; glibc would hand each large buffer back
+  // to the kernel (mmap/munmap) and fault its pages in again on the next one. Keep them instead.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const LlamaConfig& c = spec_.config;
   LF_CHECK(!spec_.stages.empty(), "the plan has no stages");
   auto weight = [&](const std::string& name, int64_t n) -> const std::vector<float>& {
