@@ -19,7 +19,7 @@ export interface NativeEngine {
   /** Seconds per [M, K] x [K, N] float GEMM of this build on `threads` BLAS threads, averaged over `repeats`. */
   benchGemm(M: number, N: number, K: number, repeats: number, threads: number): number;
   /** Trains a lowered plan on one thread per stage; resolves with the trained adapters. */
-  train(spec: unknown, onStep: (event: StepEvent) => void): Promise<TrainResult>;
+  train(spec: unknown, onStep: (event: StepEvent) => void, onCheckpoint: (event: CheckpointEvent) => void): Promise<TrainResult>;
 }
 
 export interface StepEvent {
@@ -29,6 +29,12 @@ export interface StepEvent {
   lr: number;
   gradNorm: number;
   tokens: number;
+}
+
+export interface CheckpointEvent {
+  adapter: number;
+  step: number;
+  sites: Record<string, { A: Float32Array; B: Float32Array }>;
 }
 
 export interface TrainResult {

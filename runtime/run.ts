@@ -49,7 +49,8 @@ export function checkMemory(plan: Plan): void {
 }
 
 /**
- * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format. Everything
+ * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format (and, every
+ * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything
  * the run reads (weights, data, init adapters) is read and checked before training starts;
  * adapters are written only after it succeeded.
  */
@@ -74,6 +75,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       seed: a.seed,
       steps: steps[i]!,
       scheduleSteps: a.steps,
+      saveEvery: a.saveEvery,
       batch: a.batch,
       microBatch: a.microBatch,
       optimizer: a.optimizer,
@@ -93,6 +95,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
 
   checkMemory(plan);
   const weights = loadBaseWeights(plan, planDir);
+  const baseModel = plan.model.folder === null ? plan.model.name : path.resolve(planDir, plan.model.folder);
 
   const started = performance.now();
   let tokens = 0;
@@ -116,10 +119,13 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       lastLoss[e.adapter] = e.loss;
       options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
     },
+    (c) => {
+      const a = plan.adapters[c.adapter]!;
+      if (options.save !== false) writePeftAdapter(path.join(path.resolve(planDir, a.out), `checkpoint-${c.step}`), a, c.sites, baseModel);
+    },
   );
   const seconds = (performance.now() - started) / 1000;
 
-  const baseModel = plan.model.folder === null ? plan.model.name : path.resolve(planDir, plan.model.folder);
   const out = plan.adapters.map((a, i) => {
     const dir = path.resolve(planDir, a.out);
     const sites = result.adapters[i]!;

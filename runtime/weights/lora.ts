@@ -54,7 +54,7 @@ export function loadLora(dir: string, plan: Plan, adapter: PlanAdapter): LoraSit
 /**
  * Writes a PEFT adapter folder (adapter_config.json, adapter_model.safetensors in fp32) all at
  * once: into a fresh sibling folder first, then renamed over `dir`, so an interrupted save never
- * leaves a half-written adapter where a good one was.
+ * leaves a half-written adapter where a good one was. Checkpoint folders inside `dir` are kept.
  */
 export function writePeftAdapter(dir: string, adapter: PlanAdapter, sites: LoraSites, baseModel: string): void {
   const tensors = new Map<string, Tensor>();
@@ -88,7 +88,13 @@ export function writePeftAdapter(dir: string, adapter: PlanAdapter, sites: LoraS
     fs.writeFileSync(path.join(staging, "adapter_config.json"), JSON.stringify(config, null, 2) + "\n");
     fs.writeFileSync(path.join(staging, "adapter_model.safetensors"), encodeSafetensors(tensors, { format: "pt" }));
     const old = fs.existsSync(dir) ? `${staging}.old` : null;
-    if (old) fs.renameSync(dir, old);
+    if (old) {
+      // Checkpoints written during the run live inside the adapter folder: carry them over.
+      for (const entry of fs.readdirSync(dir)) {
+        if (entry.startsWith("checkpoint-")) fs.renameSync(path.join(dir, entry), path.join(staging, entry));
+      }
+      fs.renameSync(dir, old);
+    }
     fs.renameSync(staging, dir);
     if (old) fs.rmSync(old, { recursive: true, force: true });
   } catch (e) {

@@ -163,3 +163,32 @@ describe("the event loop", () => {
     expect(new Set(steps).size).toBeGreaterThan(1);
   });
 });
+
+describe("checkpoints", () => {
+  it("save_every writes OUT/checkpoint-STEP during the run, kept when the final adapter is written", async () => {
+    const source = JOB.replace("seed 11 }", "seed 11 save_every 3 }");
+    const p = plan("1f1b", 2, source);
+    const out = path.join(dir, "plan", "adapters", "a");
+    await runPlan(p, path.join(dir, "plan"));
+    expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-3", "checkpoint-6", "checkpoint-9"]);
+    expect(fs.readdirSync(path.join(out, "checkpoint-6")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
+    // A checkpoint holds the weights of its step: training 6 steps ends where checkpoint-6 is.
+    const six = await runPlan(p, path.join(dir, "plan"), { save: false, maxSteps: 6 });
+    const saved = readSafetensors(path.join(out, "checkpoint-6", "adapter_model.safetensors"));
+    const A = saved.get("base_model.model.model.layers.2.self_attn.v_proj.lora_A.weight")!.data;
+    expect(Array.from(A)).toEqual(Array.from(six.adapters[0]!.sites["2.v_proj"]!.A));
+  });
+
+  it("a run starting from a PEFT adapter (init) starts from its weights", async () => {
+    const init = path.join(dir, "plan", "adapters", "a", "checkpoint-3");
+    const source = JOB.replace("seed 11 }", `seed 11 init ${JSON.stringify(init)} }`);
+    const resumed = await runPlan(plan("1f1b", 2, source), path.join(dir, "plan"), { save: false, maxSteps: 1 });
+    const fresh = await runPlan(plan("1f1b", 2), path.join(dir, "plan"), { save: false, maxSteps: 1 });
+    const saved = readSafetensors(path.join(init, "adapter_model.safetensors")).get("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")!.data;
+    const after = resumed.adapters[0]!.sites["0.q_proj"]!.B;
+    // One small step away from the checkpoint, and far from where a fresh start gets.
+    const distance = (x: Float32Array, y: Float32Array) => Math.sqrt(x.reduce((s, v, i) => s + (v - y[i]!) ** 2, 0));
+    expect(distance(after, saved)).toBeLessThan(distance(fresh.adapters[0]!.sites["0.q_proj"]!.B, saved));
+    expect(saved.some((v) => v !== 0)).toBe(true);
+  });
+});

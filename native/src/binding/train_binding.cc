@@ -71,6 +71,7 @@ AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t ind
   a.rank = js::integer(o, "rank", w);
   a.steps = js::integer(o, "steps", w);
   a.schedule_steps = js::integer(o, "scheduleSteps", w);
+  a.save_every = o.Has("saveEvery") ? js::integer(o, "saveEvery", w) : 0;
   a.batch = js::integer(o, "batch", w);
   a.micro_batch = js::integer(o, "microBatch", w);
   a.scale = js::number(o, "scale", w);
@@ -175,11 +176,28 @@ TrainSpec read_spec(const Napi::Object& spec) {
   return t;
 }
 
+// (layer, module) -> {A, B} as { "LAYER.MODULE": { A: Float32Array, B: Float32Array } }.
+Napi::Object sites_to_js(Napi::Env env, const std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>>& sites) {
+  Napi::Object out = Napi::Object::New(env);
+  for (auto& [site, ab] : sites) {
+    Napi::Object so = Napi::Object::New(env);
+    auto A = Napi::Float32Array::New(env, ab.first.size());
+    std::copy(ab.first.begin(), ab.first.end(), A.Data());
+    auto B = Napi::Float32Array::New(env, ab.second.size());
+    std::copy(ab.second.begin(), ab.second.end(), B.Data());
+    so.Set("A", A);
+    so.Set("B", B);
+    out.Set(std::to_string(site.first) + "." + kModuleNames[site.second], so);
+  }
+  return out;
+}
+
 class TrainWorker : public Napi::AsyncWorker {
  public:
-  TrainWorker(Napi::Env env, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step, int blas_threads)
+  TrainWorker(Napi::Env env, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step, Napi::ThreadSafeFunction on_checkpoint,
+              int blas_threads)
       : Napi::AsyncWorker(env, "loraflow-train"), deferred_(Napi::Promise::Deferred::New(env)), trainer_(std::move(trainer)),
-        on_step_(std::move(on_step)), blas_threads_(blas_threads) {}
+        on_step_(std::move(on_step)), on_checkpoint_(std::move(on_checkpoint)), blas_threads_(blas_threads) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -203,6 +221,19 @@ class TrainWorker : public Napi::AsyncWorker {
             }) != napi_ok) {
           delete copy;
         }
+      }, [this](CheckpointEvent&& e) {
+        auto* copy = new CheckpointEvent(std::move(e));
+        // Blocking: training waits until JavaScript has the weights, so a checkpoint is never lost.
+        if (on_checkpoint_.BlockingCall(copy, [](Napi::Env env, Napi::Function fn, CheckpointEvent* ev) {
+              Napi::Object o = Napi::Object::New(env);
+              o.Set("adapter", ev->adapter);
+              o.Set("step", static_cast<double>(ev->step));
+              o.Set("sites", sites_to_js(env, ev->sites));
+              delete ev;
+              fn.Call({o});
+            }) != napi_ok) {
+          delete copy;
+        }
       });
     } catch (const std::exception& e) {
       SetError(e.what());
@@ -212,21 +243,11 @@ class TrainWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     on_step_.Release();
+    on_checkpoint_.Release();
     Napi::Object result = Napi::Object::New(env);
     Napi::Array adapters = Napi::Array::New(env);
     for (size_t a = 0; a < static_cast<size_t>(adapter_count()); a++) {
-      Napi::Object sites = Napi::Object::New(env);
-      for (auto& [site, ab] : trainer_->adapter_weights(static_cast<int>(a))) {
-        Napi::Object so = Napi::Object::New(env);
-        auto A = Napi::Float32Array::New(env, ab.first.size());
-        std::copy(ab.first.begin(), ab.first.end(), A.Data());
-        auto B = Napi::Float32Array::New(env, ab.second.size());
-        std::copy(ab.second.begin(), ab.second.end(), B.Data());
-        so.Set("A", A);
-        so.Set("B", B);
-        sites.Set(std::to_string(site.first) + "." + kModuleNames[site.second], so);
-      }
-      adapters.Set(static_cast<uint32_t>(a), sites);
+      adapters.Set(static_cast<uint32_t>(a), sites_to_js(env, trainer_->adapter_weights(static_cast<int>(a))));
     }
     result.Set("adapters", adapters);
     Napi::Array stages = Napi::Array::New(env);
@@ -245,6 +266,7 @@ class TrainWorker : public Napi::AsyncWorker {
 
   void OnError(const Napi::Error& e) override {
     on_step_.Release();
+    on_checkpoint_.Release();
     deferred_.Reject(Napi::Error::New(Env(), std::string("training failed: ") + e.Message()).Value());
   }
 
@@ -254,6 +276,7 @@ class TrainWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::unique_ptr<Trainer> trainer_;
   Napi::ThreadSafeFunction on_step_;
+  Napi::ThreadSafeFunction on_checkpoint_;
   int blas_threads_;
 };
 
@@ -261,7 +284,9 @@ class TrainWorker : public Napi::AsyncWorker {
 
 Napi::Value Train(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) throw Napi::TypeError::New(env, "train(spec, onStep)");
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
+    throw Napi::TypeError::New(env, "train(spec, onStep, onCheckpoint)");
+  }
   std::unique_ptr<Trainer> trainer;
   int blas_threads = 1;
   try {
@@ -271,8 +296,9 @@ Napi::Value Train(const Napi::CallbackInfo& info) {
   } catch (const EngineError& e) {
     throw Napi::Error::New(env, std::string("train: ") + e.what());
   }
-  auto tsfn = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1);
-  auto* worker = new TrainWorker(env, std::move(trainer), std::move(tsfn), blas_threads);
+  auto on_step = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1);
+  auto on_checkpoint = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "loraflow-train-checkpoint", 0, 1);
+  auto* worker = new TrainWorker(env, std::move(trainer), std::move(on_step), std::move(on_checkpoint), blas_threads);
   Napi::Promise promise = worker->promise();
   worker->Queue();
   return promise;

@@ -173,7 +173,29 @@ MicroBatchRows Trainer::build_rows(const PhaseSpec& phase, int mb, const std::ve
   return rows;
 }
 
-void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step) {
+// Each stage adds its sites; the last to do so hands the whole adapter to on_checkpoint.
+void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
+  const AdapterSpec& as = spec_.adapters[static_cast<size_t>(adapter)];
+  std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> mine;
+  for (const SiteState& site : stages_[static_cast<size_t>(s)]->sites[static_cast<size_t>(adapter)]) {
+    const int64_t na = as.rank * site.in, nb = site.out * as.rank;
+    mine[{site.id / kModules, static_cast<int>(site.id % kModules)}] = {std::vector<float>(site.A, site.A + na), std::vector<float>(site.B, site.B + nb)};
+  }
+  CheckpointEvent done;
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    auto& [arrived, event] = checkpoints_[{adapter, step}];
+    event.adapter = adapter;
+    event.step = step;
+    event.sites.insert(mine.begin(), mine.end());
+    if (++arrived < static_cast<int>(stages_.size())) return;
+    done = std::move(event);
+    checkpoints_.erase({adapter, step});
+  }
+  on_checkpoint(std::move(done));
+}
+
+void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
   StageState& state = *stages_[static_cast<size_t>(s)];
   Stage<float>& stage = *state.stage;
   const int last = static_cast<int>(stages_.size()) - 1;
@@ -252,6 +274,8 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             if (s == last && on_step) on_step(StepEvent{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)]});
             step_loss[static_cast<size_t>(a)] = 0;
             steps_done[static_cast<size_t>(a)]++;
+            const int64_t done = k + 1;
+            if (on_checkpoint && as.save_every > 0 && done % as.save_every == 0 && done < as.steps) contribute_checkpoint(s, a, done, on_checkpoint);
             break;
           }
         }
@@ -264,14 +288,14 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
   }
 }
 
-void Trainer::run(const std::function<void(const StepEvent&)>& on_step) {
+void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
   std::mutex failure_mu;
   std::exception_ptr failure;
   std::vector<std::thread> threads;
   for (size_t s = 0; s < stages_.size(); s++) {
     threads.emplace_back([&, s] {
       try {
-        worker(static_cast<int>(s), on_step);
+        worker(static_cast<int>(s), on_step, on_checkpoint);
       } catch (...) {
         {
           std::lock_guard<std::mutex> lock(failure_mu);

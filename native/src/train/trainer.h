@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@ struct AdapterSpec {
   std::string name;
   int64_t rank = 0, steps = 0, batch = 0, micro_batch = 0;
   int64_t schedule_steps = 0;  // the length the learning-rate schedule spans (>= steps when a run stops early)
+  int64_t save_every = 0;      // a checkpoint every this many steps (0: none)
   double scale = 1, dropout = 0;
   uint64_t seed = 0;
   OptimizerConfig optimizer;
@@ -83,6 +85,13 @@ struct StepEvent {
   double loss, lr, grad_norm, tokens;
 };
 
+// An adapter's weights after a step, gathered from every stage, for a checkpoint.
+struct CheckpointEvent {
+  int adapter;
+  int64_t step;  // 1-based
+  std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> sites;
+};
+
 struct StageTimes {
   double busy_seconds = 0, wait_seconds = 0;
   int64_t weight_bytes = 0, adapter_bytes = 0;
@@ -94,7 +103,8 @@ class Trainer {
   ~Trainer();
 
   // Runs every phase to the end; throws the first stage failure (the others are stopped).
-  void run(const std::function<void(const StepEvent&)>& on_step);
+  // on_checkpoint gets each adapter's weights every save_every steps (not after the last step).
+  void run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint = {});
 
   // The adapter's LoRA weights now, gathered from the stages: (layer, module) -> (A, B).
   std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> adapter_weights(int adapter) const;
@@ -110,12 +120,15 @@ class Trainer {
   };
   struct StageState;
 
-  void worker(int stage, const std::function<void(const StepEvent&)>& on_step);
+  void worker(int stage, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
+  void contribute_checkpoint(int stage, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
   MicroBatchRows build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done) const;
 
   TrainSpec spec_;
   std::vector<std::unique_ptr<StageState>> stages_;
   std::vector<StageTimes> times_;
+  std::mutex checkpoint_mu_;
+  std::map<std::pair<int, int64_t>, std::pair<int, CheckpointEvent>> checkpoints_;  // (adapter, step) -> (stages in, weights)
   InProcessTransport transport_;
   StageReducer reducer_;
 };
