@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "model/llama_config.h"
 
 namespace loraflow::js {
 
@@ -71,6 +72,25 @@ inline std::vector<int32_t> ints(const Napi::Value& v, int64_t expected, const s
 }
 inline std::vector<uint64_t> keys(const Napi::Value& v, int64_t expected, const std::string& what) {
   return typed<uint64_t, napi_biguint64_array>(v, expected, what);
+}
+
+// The plan's model.config.
+inline LlamaConfig llama_config(const Napi::Object& o) {
+  const std::string w = "config";
+  LlamaConfig c;
+  c.layers = integer(o, "layers", w);
+  c.hidden = integer(o, "hidden", w);
+  c.heads = integer(o, "heads", w);
+  c.kv_heads = integer(o, "kvHeads", w);
+  c.head_dim = integer(o, "headDim", w);
+  c.ffn = integer(o, "ffn", w);
+  c.vocab = integer(o, "vocab", w);
+  c.rope_theta = number(o, "ropeTheta", w);
+  c.norm_eps = number(o, "normEps", w);
+  c.tie_embeddings = boolean(o, "tieEmbeddings", w);
+  LF_CHECK(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.kv_heads > 0 && c.head_dim > 0 && c.ffn > 0 && c.vocab > 0, "config: sizes must be positive");
+  LF_CHECK(c.heads % c.kv_heads == 0 && c.head_dim % 2 == 0, "config: heads must be a multiple of kvHeads, headDim even");
+  return c;
 }
 
 }  // namespace loraflow::js

@@ -16,27 +16,6 @@
 namespace loraflow {
 namespace {
 
-const char* kModuleNames[kModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-const char* kModuleParents[kModules] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
-
-LlamaConfig read_config(const Napi::Object& o) {
-  const std::string w = "config";
-  LlamaConfig c;
-  c.layers = js::integer(o, "layers", w);
-  c.hidden = js::integer(o, "hidden", w);
-  c.heads = js::integer(o, "heads", w);
-  c.kv_heads = js::integer(o, "kvHeads", w);
-  c.head_dim = js::integer(o, "headDim", w);
-  c.ffn = js::integer(o, "ffn", w);
-  c.vocab = js::integer(o, "vocab", w);
-  c.rope_theta = js::number(o, "ropeTheta", w);
-  c.norm_eps = js::number(o, "normEps", w);
-  c.tie_embeddings = js::boolean(o, "tieEmbeddings", w);
-  LF_CHECK(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.kv_heads > 0 && c.head_dim > 0 && c.ffn > 0 && c.vocab > 0,
-           "config: sizes must be positive");
-  LF_CHECK(c.heads % c.kv_heads == 0 && c.head_dim % 2 == 0, "config: heads must be a multiple of kvHeads, headDim even");
-  return c;
-}
 
 template <typename S>
 struct ModelRun {
@@ -62,7 +41,7 @@ std::vector<S> convert(const std::vector<double>& v) {
 template <typename S>
 Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
   ModelRun<S> m;
-  m.config = read_config(js::object(spec, "config", "spec"));
+  m.config = js::llama_config(js::object(spec, "config", "spec"));
   const LlamaConfig& c = m.config;
 
   Napi::Object weights = js::object(spec, "weights", "spec");
@@ -95,8 +74,7 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
       const auto dot = key.find('.');
       LF_CHECK(dot != std::string::npos, where << ": site `" << key << "` is not LAYER.MODULE");
       const int64_t layer = std::stoll(key.substr(0, dot));
-      int module = -1;
-      for (int mm = 0; mm < kModules; mm++) if (key.substr(dot + 1) == kModuleNames[mm]) module = mm;
+      const int module = module_index(key.substr(dot + 1));
       LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, where << ": site `" << key << "` names no LoRA site of the model");
       Napi::Object so = sites.Get(key).As<Napi::Object>();
       const int64_t in = module_in(c, module), out = module_out(c, module);

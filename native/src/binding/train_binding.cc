@@ -19,28 +19,9 @@ extern "C" void openblas_set_num_threads(int);
 namespace loraflow {
 namespace {
 
-const char* kModuleNames[kModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 std::vector<float> floats(const Napi::Value& v, int64_t expected, const std::string& what) {
   return js::typed<float, napi_float32_array>(v, expected, what);
-}
-
-LlamaConfig read_config(const Napi::Object& o) {
-  const std::string w = "config";
-  LlamaConfig c;
-  c.layers = js::integer(o, "layers", w);
-  c.hidden = js::integer(o, "hidden", w);
-  c.heads = js::integer(o, "heads", w);
-  c.kv_heads = js::integer(o, "kvHeads", w);
-  c.head_dim = js::integer(o, "headDim", w);
-  c.ffn = js::integer(o, "ffn", w);
-  c.vocab = js::integer(o, "vocab", w);
-  c.rope_theta = js::number(o, "ropeTheta", w);
-  c.norm_eps = js::number(o, "normEps", w);
-  c.tie_embeddings = js::boolean(o, "tieEmbeddings", w);
-  LF_CHECK(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.kv_heads > 0 && c.head_dim > 0 && c.ffn > 0 && c.vocab > 0, "config: sizes must be positive");
-  LF_CHECK(c.heads % c.kv_heads == 0 && c.head_dim % 2 == 0, "config: heads must be a multiple of kvHeads, headDim even");
-  return c;
 }
 
 OptimizerConfig read_optimizer(const Napi::Object& o, const std::string& w) {
@@ -87,8 +68,7 @@ AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t ind
     const auto dot = key.find('.');
     LF_CHECK(dot != std::string::npos, w << ": site `" << key << "` is not LAYER.MODULE");
     const int64_t layer = std::stoll(key.substr(0, dot));
-    int module = -1;
-    for (int m = 0; m < kModules; m++) if (key.substr(dot + 1) == kModuleNames[m]) module = m;
+    const int module = module_index(key.substr(dot + 1));
     LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, w << ": site `" << key << "` names no LoRA site of the model");
     Napi::Object so = sites.Get(key).As<Napi::Object>();
     a.init[{layer, module}] = {floats(js::field(so, "A", w), a.rank * module_in(c, module), w + "." + key + ".A"),
@@ -153,7 +133,7 @@ PhaseSpec read_phase(const Napi::Object& o, size_t index, size_t stages, size_t 
 
 TrainSpec read_spec(const Napi::Object& spec) {
   TrainSpec t;
-  t.config = read_config(js::object(spec, "config", "spec"));
+  t.config = js::llama_config(js::object(spec, "config", "spec"));
   Napi::Array stages = js::array(spec, "stages", "spec");
   for (uint32_t s = 0; s < stages.Length(); s++) {
     Napi::Object so = stages.Get(s).As<Napi::Object>();

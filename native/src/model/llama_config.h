@@ -1,6 +1,7 @@
 // llama_config.h: the architecture numbers a stage needs (the plan's model.config).
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace loraflow {
 
@@ -15,6 +16,16 @@ struct LlamaConfig {
 
 // LoRA target modules, in the order the plan and PEFT name them.
 enum Module : int { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kModules };
+
+// Hugging Face's names: model.layers.{i}.{parent}.{name}.weight.
+inline constexpr const char* kModuleNames[kModules] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+inline constexpr const char* kModuleParents[kModules] = {"self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
+
+// The module a PEFT-style name ("q_proj") stands for, or -1.
+inline int module_index(const std::string& name) {
+  for (int m = 0; m < kModules; m++) if (name == kModuleNames[m]) return m;
+  return -1;
+}
 
 // The layer block a module runs in: 2l for attention's q k v o, 2l + 1 for the MLP's.
 inline int64_t module_block(int64_t layer, int m) { return 2 * layer + (m >= kGate ? 1 : 0); }

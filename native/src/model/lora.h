@@ -31,16 +31,20 @@ void lora_dropout(S* h, const S* x, const uint64_t* row_keys, int64_t n, const L
   }
 }
 
+// dropout(x): x itself when p = 0, else the masked copy made in `storage`.
+template <typename S>
+const S* dropout_input(const S* x, const uint64_t* row_keys, int64_t n, const LoraSite& site, std::vector<S>& storage) {
+  if (site.dropout == 0) return x;
+  storage.resize(static_cast<size_t>(n * site.in));
+  lora_dropout(storage.data(), x, row_keys, n, site);
+  return storage.data();
+}
+
 // u[n, r] = dropout(x) A^T (stashed for backward); y[n, out] += s * u B^T.
 template <typename S>
 void lora_forward(S* y, S* u, const S* x, const S* A, const S* B, const uint64_t* row_keys, int64_t n, const LoraSite& site) {
-  const S* h = x;
   std::vector<S> dropped;
-  if (site.dropout > 0) {
-    dropped.resize(static_cast<size_t>(n * site.in));
-    lora_dropout(dropped.data(), x, row_keys, n, site);
-    h = dropped.data();
-  }
+  const S* h = dropout_input(x, row_keys, n, site, dropped);
   gemm<S>(false, true, n, site.rank, site.in, S(1), h, site.in, A, site.in, S(0), u, site.rank);
   gemm<S>(false, true, n, site.out, site.rank, S(site.scale), u, site.rank, B, site.rank, S(1), y, site.out);
 }
@@ -55,13 +59,8 @@ void lora_backward(S* dx, S* dA, S* dB, const S* dy, const S* x, const S* u, con
   // G[n, r] = s * dY B
   std::vector<S> G(static_cast<size_t>(n * site.rank));
   gemm<S>(false, false, n, site.rank, site.out, s, dy, site.out, B, site.rank, S(0), G.data(), site.rank);
-  const S* h = x;
   std::vector<S> dropped;
-  if (site.dropout > 0) {
-    dropped.resize(static_cast<size_t>(n * site.in));
-    lora_dropout(dropped.data(), x, row_keys, n, site);
-    h = dropped.data();
-  }
+  const S* h = dropout_input(x, row_keys, n, site, dropped);
   // dA += G^T h
   gemm<S>(true, false, site.rank, site.in, n, S(1), G.data(), site.rank, h, site.in, S(1), dA, site.in);
   if (!dx) return;

@@ -200,13 +200,18 @@ class Stage {
     }
   }
 
-  void attention_forward(int64_t layer, const MicroBatchRows& rows, std::vector<S>& x, BlockStash& bs) {
-    const int64_t T = rows.T, C = c_.hidden;
-    const auto& lw = w_.layers[layer - first_layer()];
+  // Stashes the block input and its RMSNorm (the projections' input, and what backward needs).
+  void normalize(BlockStash& bs, const std::vector<S>& x, const S* weight, int64_t T) {
+    const int64_t C = c_.hidden;
     bs.x = x;
     bs.rstd.resize(T);
     bs.n.resize(T * C);
-    ops::rmsnorm_forward(bs.n.data(), bs.rstd.data(), x.data(), lw.input_norm, T, C, c_.norm_eps);
+    ops::rmsnorm_forward(bs.n.data(), bs.rstd.data(), x.data(), weight, T, C, c_.norm_eps);
+  }
+
+  void attention_forward(int64_t layer, const MicroBatchRows& rows, std::vector<S>& x, BlockStash& bs) {
+    const int64_t T = rows.T, C = c_.hidden;
+    normalize(bs, x, w_.layers[layer - first_layer()].input_norm, T);
     project(layer, kQ, rows, bs.n, bs.q, bs);
     project(layer, kK, rows, bs.n, bs.k, bs);
     project(layer, kV, rows, bs.n, bs.v, bs);
@@ -242,11 +247,7 @@ class Stage {
 
   void mlp_forward(int64_t layer, const MicroBatchRows& rows, std::vector<S>& x, BlockStash& bs) {
     const int64_t T = rows.T, C = c_.hidden, F = c_.ffn;
-    const auto& lw = w_.layers[layer - first_layer()];
-    bs.x = x;
-    bs.rstd.resize(T);
-    bs.n.resize(T * C);
-    ops::rmsnorm_forward(bs.n.data(), bs.rstd.data(), x.data(), lw.post_norm, T, C, c_.norm_eps);
+    normalize(bs, x, w_.layers[layer - first_layer()].post_norm, T);
     project(layer, kGate, rows, bs.n, bs.gate, bs);
     project(layer, kUp, rows, bs.n, bs.up, bs);
     bs.act.resize(T * F);
