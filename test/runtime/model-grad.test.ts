@@ -116,5 +116,7 @@ describe("whole-model LoRA gradients", () => {
     const { ["lm_head.weight"]: _, ...noHead } = WEIGHTS;
     expect(() => modelGrad([mb], adapters(0), ONE_STAGE, "double", ARCH, noHead)).toThrow(/`lm_head.weight` is missing/);
     expect(() => modelGrad([{ ...mb, parts: mb.parts.slice(1) }], adapters(0), ONE_STAGE)).toThrow(/parts must cover the rows in order/);
+    const badSite = { ...adapters(0)[0]!, sites: { "x.q_proj": adapters(0)[0]!.sites["0.q_proj"]! } };
+    expect(() => modelGrad([mb], [badSite, adapters(0)[1]!], ONE_STAGE)).toThrow(/site `x\.q_proj` names no LoRA site of the model/);
   });
 });

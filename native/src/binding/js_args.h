@@ -74,6 +74,17 @@ inline std::vector<uint64_t> keys(const Napi::Value& v, int64_t expected, const 
   return typed<uint64_t, napi_biguint64_array>(v, expected, what);
 }
 
+// A LoRA site named "LAYER.MODULE" ("3.q_proj") -> (layer, module), checked against the model.
+inline std::pair<int64_t, int> lora_site(const std::string& key, const LlamaConfig& c, const std::string& where) {
+  const auto dot = key.find('.');
+  const std::string layer_text = dot == std::string::npos ? "" : key.substr(0, dot);
+  const bool digits = !layer_text.empty() && layer_text.size() < 10 && layer_text.find_first_not_of("0123456789") == std::string::npos;
+  const int64_t layer = digits ? std::stoll(layer_text) : -1;
+  const int module = dot == std::string::npos ? -1 : module_index(key.substr(dot + 1));
+  LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, where << ": site `" << key << "` names no LoRA site of the model (LAYER.MODULE)");
+  return {layer, module};
+}
+
 // The plan's model.config.
 inline LlamaConfig llama_config(const Napi::Object& o) {
   const std::string w = "config";

@@ -71,11 +71,7 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
     Napi::Array keys = sites.GetPropertyNames();
     for (uint32_t k = 0; k < keys.Length(); k++) {
       std::string key = keys.Get(k).As<Napi::String>();
-      const auto dot = key.find('.');
-      LF_CHECK(dot != std::string::npos, where << ": site `" << key << "` is not LAYER.MODULE");
-      const int64_t layer = std::stoll(key.substr(0, dot));
-      const int module = module_index(key.substr(dot + 1));
-      LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, where << ": site `" << key << "` names no LoRA site of the model");
+      const auto [layer, module] = js::lora_site(key, c, where);
       Napi::Object so = sites.Get(key).As<Napi::Object>();
       const int64_t in = module_in(c, module), out = module_out(c, module);
       auto& arrays = info.sites[{layer, module}];
@@ -218,7 +214,9 @@ Napi::Value ModelGrad(const Napi::CallbackInfo& info) {
     if (precision == "float") return run<float>(env, spec);
     LF_CHECK(precision == "double", "precision must be \"double\" or \"float\"");
     return run<double>(env, spec);
-  } catch (const EngineError& e) {
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("modelGrad: ") + e.what());
   }
 }

@@ -223,7 +223,9 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
     for (const auto& [key, value] : result.grads) grads.Set(key, to_js(env, value));
     out.Set("grads", grads);
     return out;
-  } catch (const EngineError& e) {
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("op ") + name + ": " + e.what());
   }
 }

@@ -65,11 +65,7 @@ AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t ind
   Napi::Array keys = sites.GetPropertyNames();
   for (uint32_t k = 0; k < keys.Length(); k++) {
     const std::string key = keys.Get(k).As<Napi::String>();
-    const auto dot = key.find('.');
-    LF_CHECK(dot != std::string::npos, w << ": site `" << key << "` is not LAYER.MODULE");
-    const int64_t layer = std::stoll(key.substr(0, dot));
-    const int module = module_index(key.substr(dot + 1));
-    LF_CHECK(module >= 0 && layer >= 0 && layer < c.layers, w << ": site `" << key << "` names no LoRA site of the model");
+    const auto [layer, module] = js::lora_site(key, c, w);
     Napi::Object so = sites.Get(key).As<Napi::Object>();
     a.init[{layer, module}] = {floats(js::field(so, "A", w), a.rank * module_in(c, module), w + "." + key + ".A"),
                                floats(js::field(so, "B", w), module_out(c, module) * a.rank, w + "." + key + ".B")};
@@ -273,7 +269,9 @@ Napi::Value Train(const Napi::CallbackInfo& info) {
     TrainSpec spec = read_spec(info[0].As<Napi::Object>());
     blas_threads = spec.blas_threads;
     trainer = std::make_unique<Trainer>(std::move(spec));
-  } catch (const EngineError& e) {
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("train: ") + e.what());
   }
   auto on_step = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1);

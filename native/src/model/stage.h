@@ -166,22 +166,29 @@ class Stage {
     return adapters_[id];
   }
 
-  // y[T, out] = x W^T, then every adapter targeting the module adds its branch on its rows.
-  void project(int64_t layer, int m, const MicroBatchRows& rows, const std::vector<S>& x, std::vector<S>& y, BlockStash& bs) {
-    const int64_t T = rows.T, in = module_in(c_, m), out = module_out(c_, m);
-    y.assign(static_cast<size_t>(T * out), S(0));
-    ops::linear_forward(y.data(), x.data(), w_.layers[layer - first_layer()].module(m), T, in, out, false);
+  // Calls fn(part index, part, site, LoraSite) for every part whose adapter targets module m.
+  template <typename Fn>
+  void for_each_lora(int64_t layer, int m, const MicroBatchRows& rows, Fn&& fn) const {
     for (size_t p = 0; p < rows.parts.size(); p++) {
       const AdapterRows& part = rows.parts[p];
       const auto* a = adapter(part.adapter);
       const auto& site = a->layers[layer - first_layer()][m];
       if (!site.A) continue;
-      ops::LoraSite ls{in, out, a->rank, a->scale, a->dropout, dropout_module_key(layer, m)};
+      fn(p, part, site, ops::LoraSite{module_in(c_, m), module_out(c_, m), a->rank, a->scale, a->dropout, dropout_module_key(layer, m)});
+    }
+  }
+
+  // y[T, out] = x W^T, then every adapter targeting the module adds its branch on its rows.
+  void project(int64_t layer, int m, const MicroBatchRows& rows, const std::vector<S>& x, std::vector<S>& y, BlockStash& bs) {
+    const int64_t T = rows.T, in = module_in(c_, m), out = module_out(c_, m);
+    y.assign(static_cast<size_t>(T * out), S(0));
+    ops::linear_forward(y.data(), x.data(), w_.layers[layer - first_layer()].module(m), T, in, out, false);
+    for_each_lora(layer, m, rows, [&](size_t p, const AdapterRows& part, const auto& site, const ops::LoraSite& ls) {
       auto& u = bs.u[{m, p}];
-      u.resize(static_cast<size_t>(part.rows * a->rank));
+      u.resize(static_cast<size_t>(part.rows * ls.rank));
       ops::lora_forward(y.data() + part.row0 * out, u.data(), x.data() + part.row0 * in, site.A, site.B, rows.row_keys.data() + part.row0,
                         part.rows, ls);
-    }
+    });
   }
 
   // dx[T, in] += dy W, plus the LoRA branches' input gradients; LoRA weight gradients accumulate.
@@ -189,15 +196,10 @@ class Stage {
                         BlockStash& bs) {
     const int64_t T = rows.T, in = module_in(c_, m), out = module_out(c_, m);
     ops::linear_backward_input(dx.data(), dy.data(), w_.layers[layer - first_layer()].module(m), T, in, out);
-    for (size_t p = 0; p < rows.parts.size(); p++) {
-      const AdapterRows& part = rows.parts[p];
-      const auto* a = adapter(part.adapter);
-      const auto& site = a->layers[layer - first_layer()][m];
-      if (!site.A) continue;
-      ops::LoraSite ls{in, out, a->rank, a->scale, a->dropout, dropout_module_key(layer, m)};
+    for_each_lora(layer, m, rows, [&](size_t p, const AdapterRows& part, const auto& site, const ops::LoraSite& ls) {
       ops::lora_backward(dx.data() + part.row0 * in, site.dA, site.dB, dy.data() + part.row0 * out, x.data() + part.row0 * in,
                          bs.u.at({m, p}).data(), site.A, site.B, rows.row_keys.data() + part.row0, part.rows, ls);
-    }
+    });
   }
 
   // Stashes the block input and its RMSNorm (the projections' input, and what backward needs).
