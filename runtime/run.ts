@@ -99,6 +99,15 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
 
   const started = performance.now();
   let tokens = 0;
+  // An exception in a callback cannot cross the engine's threads: keep the first, fail the run with it.
+  let callbackError: unknown;
+  const guarded = <T>(fn: (event: T) => void) => (event: T) => {
+    try {
+      fn(event);
+    } catch (e) {
+      callbackError ??= e;
+    }
+  };
   const lastLoss = new Array<number>(plan.adapters.length).fill(NaN);
   const result = await native.train(
     {
@@ -114,16 +123,19 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       })),
       blasThreads: options.threads ?? 1,
     },
-    (e) => {
+    guarded((e) => {
       tokens += e.tokens;
       lastLoss[e.adapter] = e.loss;
       options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
-    },
-    (c) => {
+    }),
+    guarded((c) => {
       const a = plan.adapters[c.adapter]!;
       if (options.save !== false) writePeftAdapter(path.join(path.resolve(planDir, a.out), `checkpoint-${c.step}`), a, c.sites, baseModel);
-    },
+    }),
   );
+  if (callbackError !== undefined) {
+    throw callbackError instanceof Error ? new RunError(`during training: ${callbackError.message}`) : callbackError;
+  }
   const seconds = (performance.now() - started) / 1000;
 
   const out = plan.adapters.map((a, i) => {

@@ -192,3 +192,16 @@ describe("checkpoints", () => {
     expect(saved.some((v) => v !== 0)).toBe(true);
   });
 });
+
+describe("callbacks", () => {
+  it("an exception in onStep fails the run with its message, and the process lives on", async () => {
+    const run = runPlan(plan("1f1b", 2), path.join(dir, "plan"), {
+      save: false,
+      maxSteps: 2,
+      onStep: () => {
+        throw new Error("listener broke");
+      },
+    });
+    await expect(run).rejects.toThrow(/during training: listener broke/);
+  });
+});

@@ -168,6 +168,15 @@ Napi::Object sites_to_js(Napi::Env env, const std::map<std::pair<int64_t, int>, 
   return out;
 }
 
+// A callback that throws must not take the process down from a thread-safe function's call: its
+// error is left to the JavaScript side (runPlan records it and fails the run when training ends).
+void call_safely(const Napi::Function& fn, const Napi::Object& arg) {
+  try {
+    fn.Call({arg});
+  } catch (const Napi::Error&) {
+  }
+}
+
 class TrainWorker : public Napi::AsyncWorker {
  public:
   TrainWorker(Napi::Env env, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step, Napi::ThreadSafeFunction on_checkpoint,
@@ -193,7 +202,7 @@ class TrainWorker : public Napi::AsyncWorker {
               o.Set("gradNorm", ev->grad_norm);
               o.Set("tokens", ev->tokens);
               delete ev;
-              fn.Call({o});
+              call_safely(fn, o);
             }) != napi_ok) {
           delete copy;
         }
@@ -206,7 +215,7 @@ class TrainWorker : public Napi::AsyncWorker {
               o.Set("step", static_cast<double>(ev->step));
               o.Set("sites", sites_to_js(env, ev->sites));
               delete ev;
-              fn.Call({o});
+              call_safely(fn, o);
             }) != napi_ok) {
           delete copy;
         }
