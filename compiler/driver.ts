@@ -6,10 +6,11 @@ import { partition } from "./passes/partition.js";
 import { resolveAdapters } from "./passes/resolve-adapters.js";
 import { resolveModel } from "./passes/resolve-model.js";
 import { schedule } from "./passes/schedule.js";
+import { simulate } from "./passes/simulate.js";
 import { verify } from "./passes/verify.js";
 
 /** The compiler, in order. Each pass is `(ir, ctx) => ir`; see the pass's file for what it does. */
-export const PASSES: readonly Pass[] = [parse, checkJob, resolveModel, resolveAdapters, lower, partition, schedule, verify];
+export const PASSES: readonly Pass[] = [parse, checkJob, resolveModel, resolveAdapters, lower, partition, schedule, verify, simulate];
 
 export const PASS_NAMES = PASSES.map((p) => p.name);
 

@@ -6,6 +6,7 @@ import type { AdapterSpec, Dtype, Job, LlamaArch, ScheduleName } from "./job.js"
 import type { TargetModule } from "./models/llama.js";
 import type { Graph } from "./models/llama-graph.js";
 import type { WeightsInfo } from "./models/weights.js";
+import type { Simulation } from "./simulate/simulate.js";
 
 export interface ResolvedModel {
   name: string;
@@ -79,6 +80,7 @@ export interface Ir {
   graph?: Graph;
   stages?: StageAssignment[];
   schedule?: Schedule;
+  simulation?: Simulation;
 }
 
 export interface CompileOptions {

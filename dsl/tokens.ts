@@ -66,6 +66,13 @@ export const allTokens: TokenType[] = [
   Word,
 ];
 
-export const jobLexer = new Lexer(allTokens, { positionTracking: "full", ensureOptimizations: true });
+// Lines end at "\n" only (a "\r" before it is white space), as positionAt and the diagnostics
+// printer count them, so every span's line and column agree with its offset.
+export const jobLexer = new Lexer(allTokens, {
+  positionTracking: "full",
+  ensureOptimizations: true,
+  lineTerminatorsPattern: /\n/g,
+  lineTerminatorCharacters: ["\n"],
+});
 
 export type Token = IToken;

@@ -31,8 +31,21 @@ export function formatAction(a: Action): string {
   }
 }
 
-/** The action a string stands for, or undefined when it is not one. */
+// Plans repeat a few thousand distinct action strings millions of times: parse each once.
+const parsed = new Map<string, Action | undefined>();
+
+/** The action a string stands for, or undefined when it is not one. Treat the result as read-only. */
 export function parseAction(text: string): Action | undefined {
+  let action = parsed.get(text);
+  if (action === undefined && !parsed.has(text)) {
+    action = parseUncached(text);
+    if (parsed.size > 1 << 20) parsed.clear();
+    parsed.set(text, action);
+  }
+  return action;
+}
+
+function parseUncached(text: string): Action | undefined {
   const m = PATTERN.exec(text);
   if (!m) return undefined;
   if (m[1]) return { op: m[1] as "F" | "B", mb: Number(m[2]) };

@@ -3,6 +3,7 @@ import * as path from "node:path";
 import type { Ir, StageAssignment } from "../ir.js";
 import { parameterCount } from "../models/llama.js";
 import { VERSION } from "../version.js";
+import type { Simulation } from "../simulate/simulate.js";
 import { PLAN_FORMAT, SUMMARY_FORMAT, type Plan, type Summary } from "./schema.js";
 
 /** `target` relative to `from`, with forward slashes, so a plan moves between machines. */
@@ -76,10 +77,11 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
 }
 
 /**
- * summary.json: the contract other tools read. Cost fields (memory use, busy time, makespan,
- * bound, idle fraction) stay 0 until the cost model fills them; capacities are the device's.
+ * summary.json: the contract other tools read. Busy time, makespan, bound and idle fraction come
+ * from the simulator over the cost model (compiler/cost/model.ts); memory use stays 0 until the
+ * memory plan fills it; capacities are the device's.
  */
-export function buildSummary(plan: Plan, compileMillis: number): Summary {
+export function buildSummary(plan: Plan, simulation: Simulation | undefined, compileMillis: number): Summary {
   return {
     format: SUMMARY_FORMAT,
     schedule: plan.schedule.name,
@@ -91,12 +93,12 @@ export function buildSummary(plan: Plan, compileMillis: number): Summary {
       head: s.head,
       memoryBytes: 0,
       memoryCapacityBytes: plan.cluster.device.memoryBytes,
-      busySeconds: 0,
+      busySeconds: simulation?.busySeconds[s.index] ?? 0,
     })),
     adapters: plan.adapters.map((a) => ({ name: a.name, steps: a.steps, microBatchesPerStep: a.microBatchesPerStep })),
-    makespanSeconds: 0,
-    lowerBoundSeconds: 0,
-    idleFraction: 0,
+    makespanSeconds: simulation?.makespanSeconds ?? 0,
+    lowerBoundSeconds: simulation?.lowerBoundSeconds ?? 0,
+    idleFraction: simulation?.idleFraction ?? 0,
     compileMillis,
   };
 }

@@ -81,3 +81,15 @@ describe("parser", () => {
     expect(diagnostics.map((d) => d.code)).toEqual(["LF1004", "LF1005", "LF1008", "LF1003"]);
   });
 });
+
+describe("line endings", () => {
+  it("CRLF and lone CR files report the same positions as LF ones", () => {
+    const lf = "model m {\n  rnak 4\n}";
+    for (const text of [lf, lf.replace(/\n/g, "\r\n"), "\r0 model m {\n  rnak 4\n}"]) {
+      const { diagnostics } = parseJob(text);
+      const d = diagnostics.find((x) => x.code === "LF1005")!;
+      expect(d.span!.line).toBe(2);
+      expect(text.slice(d.span!.start, d.span!.end)).toBe("rnak");
+    }
+  });
+});

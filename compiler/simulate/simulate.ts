@@ -1,0 +1,148 @@
+import { parseAction, type Action } from "../plan/actions.js";
+import type { VerifiablePhase } from "../plan/verify-schedule.js";
+
+/** What each action costs, in seconds, on each stage. */
+export interface PhaseCosts {
+  /** forward[stage][mb], backward[stage][mb] */
+  forward: number[][];
+  backward: number[][];
+  /** step[stage][adapter]: the optimizer update of the adapter's LoRA weights on the stage. */
+  step: number[][];
+  /** transfer[stage][mb]: sending mb's activations (or gradients) between stage and stage + 1. */
+  transfer: number[][];
+}
+
+export interface Simulation {
+  makespanSeconds: number;
+  busySeconds: number[];
+  idleFraction: number;
+  lowerBoundSeconds: number;
+}
+
+interface RoundsResult {
+  /** When the last stage finished each round. */
+  ends: number[];
+  /** Busy seconds of each stage in its first round (every round does the same work). */
+  busy: number[];
+}
+
+/**
+ * Runs `rounds` rounds of a phase as the engine would: each stage executes its list in order; a
+ * forward or backward takes its cost; a send does not wait, its message arrives `transfer`
+ * later; a receive waits for arrival; an adapter's STEP waits for the same STEP on every stage
+ * (the gradient-norm reduction), then takes its cost.
+ */
+function runRounds(stages: number, actions: Action[][], costs: PhaseCosts, rounds: number): RoundsResult {
+  const clock = new Array<number>(stages).fill(0);
+  const busy = new Array<number>(stages).fill(0);
+  const ends = new Array<number>(rounds).fill(0);
+  const pc = new Array<number>(stages).fill(0);
+  const round = new Array<number>(stages).fill(0);
+  // Messages by (channel, sender, micro-batch, round), as one number: the receiver is implied.
+  let mbs = 1;
+  for (const list of actions) for (const a of list) if ("mb" in a) mbs = Math.max(mbs, a.mb + 1);
+  const messageKey = (what: "act" | "grad", from: number, mb: number, r: number) => ((r * mbs + mb) * stages + from) * 2 + (what === "act" ? 0 : 1);
+  const arrivals = new Map<number, number>();
+  const steps = new Map<string, { times: number[]; arrived: boolean[] }>();
+  const finished = (s: number) => round[s]! >= rounds;
+  for (;;) {
+    let progressed = false;
+    for (let s = 0; s < stages; s++) {
+      while (!finished(s)) {
+        const a = actions[s]![pc[s]!]!;
+        const r = round[s]!;
+        if (a.op === "F" || a.op === "B") {
+          const cost = (a.op === "F" ? costs.forward : costs.backward)[s]![a.mb]!;
+          clock[s]! += cost;
+          if (r === 0) busy[s]! += cost;
+        } else if (a.op === "SEND") {
+          const link = Math.min(s, a.peer);
+          arrivals.set(messageKey(a.what, s, a.mb, r), clock[s]! + costs.transfer[link]![a.mb]!);
+        } else if (a.op === "RECV") {
+          const at = arrivals.get(messageKey(a.what, a.peer, a.mb, r));
+          if (at === undefined) break;
+          clock[s] = Math.max(clock[s]!, at);
+        } else if (a.op === "STEP") {
+          const key = `${a.adapter} ${r}`;
+          let st = steps.get(key);
+          if (!st) steps.set(key, (st = { times: new Array<number>(stages).fill(-1), arrived: new Array<boolean>(stages).fill(false) }));
+          if (!st.arrived[s]) {
+            st.arrived[s] = true;
+            st.times[s] = clock[s]!;
+          }
+          if (!st.arrived.every(Boolean)) break;
+          const cost = costs.step[s]![a.adapter]!;
+          clock[s] = Math.max(...st.times) + cost;
+          if (r === 0) busy[s]! += cost;
+        }
+        pc[s]!++;
+        if (pc[s] === actions[s]!.length) {
+          ends[r] = Math.max(ends[r]!, clock[s]!);
+          pc[s] = 0;
+          round[s]!++;
+        }
+        progressed = true;
+      }
+    }
+    if (round.every((r) => r >= rounds)) break;
+    if (!progressed) throw new Error("simulate: the schedule deadlocks (the verifier should have refused it)");
+  }
+  return { ends, busy };
+}
+
+/**
+ * Makespan, busy time per stage, idle fraction and the lower bound of a whole schedule. Rounds
+ * of a phase repeat, so a phase of R rounds takes its first round's time plus R - 1 times the
+ * steady-state round (the second round's increment); phases follow one another.
+ */
+export function simulate(stages: number, phases: readonly VerifiablePhase[], costs: readonly PhaseCosts[]): Simulation {
+  let makespan = 0;
+  const busy = new Array<number>(stages).fill(0);
+  let bound = 0;
+  phases.forEach((phase, p) => {
+    const actions = phase.actions.map((list) => list.map((t) => parseAction(t)!));
+    const c = costs[p]!;
+    // Two rounds show the first round's time and the steady increment of every later one.
+    const { ends, busy: roundBusy } = runRounds(stages, actions, c, Math.min(phase.rounds, 2));
+    makespan += ends[0]! + (phase.rounds - 1) * ((ends[1] ?? ends[0]!) - ends[0]!);
+    roundBusy.forEach((b, s) => (busy[s]! += b * phase.rounds));
+    bound += phaseLowerBound(stages, phase, c);
+  });
+  const total = busy.reduce((a, b) => a + b, 0);
+  return {
+    makespanSeconds: makespan,
+    busySeconds: busy,
+    idleFraction: makespan === 0 ? 0 : 1 - total / (stages * makespan),
+    lowerBoundSeconds: bound,
+  };
+}
+
+/**
+ * The design's bound for one phase: for each stage, the least time before it can start (the
+ * fastest micro-batch's forwards and transfers on the stages before it), its busy time, and the
+ * least time after it must end (that micro-batch's backwards and transfers on the stages before
+ * it); the largest over stages.
+ */
+function phaseLowerBound(stages: number, phase: VerifiablePhase, c: PhaseCosts): number {
+  const ids = phase.microBatches.map((m) => m.id);
+  let best = 0;
+  for (let s = 0; s < stages; s++) {
+    let fill = Infinity;
+    let drain = Infinity;
+    for (const mb of ids) {
+      let f = 0;
+      let d = 0;
+      for (let q = 0; q < s; q++) {
+        f += c.forward[q]![mb]! + c.transfer[q]![mb]!;
+        d += c.backward[q]![mb]! + c.transfer[q]![mb]!;
+      }
+      fill = Math.min(fill, f);
+      drain = Math.min(drain, d);
+    }
+    let work = 0;
+    for (const mb of ids) work += c.forward[s]![mb]! + c.backward[s]![mb]!;
+    work += phase.adapters.reduce((n, a) => n + c.step[s]![a]!, 0);
+    best = Math.max(best, (ids.length ? fill + drain : 0) + phase.rounds * work);
+  }
+  return best;
+}
