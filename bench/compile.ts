@@ -19,7 +19,7 @@ function job70b(adapters: number): string {
     const rank = [8, 16, 32, 64][i % 4];
     lines.push(
       `adapter a${i} { rank ${rank} alpha ${2 * rank!} targets ${targets[i % 4]} data "data.jsonl" format tokens ` +
-        `seq_len ${[512, 1024, 2048][i % 3]} batch 16 micro_batch ${[1, 2, 4][i % 3]} steps ${500 + 50 * (i % 7)} }`,
+        `seq_len ${[512, 1024, 2048][i % 3]} batch 16 micro_batch ${[4, 2, 1][i % 3]} steps ${500 + 50 * (i % 7)} }`,
     );
   }
   return lines.join("\n");

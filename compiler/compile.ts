@@ -47,6 +47,6 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   }
   const jobFile = request.fileName ? path.resolve(request.fileName) : null;
   const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
-  const summary = buildSummary(plan, ir.simulation, Math.round((performance.now() - started) * 100) / 100);
+  const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100);
   return { plan, summary, diagnostics };
 }

@@ -3,6 +3,7 @@ import { checkJob } from "./passes/check-job.js";
 import { lower } from "./passes/lower.js";
 import { parse } from "./passes/parse.js";
 import { partition } from "./passes/partition.js";
+import { planMemory } from "./passes/plan-memory.js";
 import { resolveAdapters } from "./passes/resolve-adapters.js";
 import { resolveModel } from "./passes/resolve-model.js";
 import { schedule } from "./passes/schedule.js";
@@ -10,7 +11,7 @@ import { simulate } from "./passes/simulate.js";
 import { verify } from "./passes/verify.js";
 
 /** The compiler, in order. Each pass is `(ir, ctx) => ir`; see the pass's file for what it does. */
-export const PASSES: readonly Pass[] = [parse, checkJob, resolveModel, resolveAdapters, lower, partition, schedule, verify, simulate];
+export const PASSES: readonly Pass[] = [parse, checkJob, resolveModel, resolveAdapters, lower, partition, schedule, planMemory, verify, simulate];
 
 export const PASS_NAMES = PASSES.map((p) => p.name);
 

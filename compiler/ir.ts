@@ -6,6 +6,7 @@ import type { AdapterSpec, Dtype, Job, LlamaArch, ScheduleName } from "./job.js"
 import type { TargetModule } from "./models/llama.js";
 import type { Graph } from "./models/llama-graph.js";
 import type { WeightsInfo } from "./models/weights.js";
+import type { StageMemory } from "./cost/memory.js";
 import type { Simulation } from "./simulate/simulate.js";
 
 export interface ResolvedModel {
@@ -81,6 +82,8 @@ export interface Ir {
   stages?: StageAssignment[];
   schedule?: Schedule;
   simulation?: Simulation;
+  /** Per stage, its peak memory. */
+  memory?: StageMemory[];
 }
 
 export interface CompileOptions {

@@ -58,6 +58,7 @@ export const Diagnostics = {
   initInvalid: { code: "LF3009", severity: "error", title: "an `init` adapter folder missing or unlike the adapter it starts" },
 
   planInvalid: { code: "LF4001", severity: "error", title: "the verifier found a broken plan (an internal error: please report it)" },
+  doesNotFit: { code: "LF4002", severity: "error", title: "a stage whose peak memory exceeds its device's" },
 
   planUnreadable: { code: "LF5001", severity: "error", title: "a plan file that is not valid JSON" },
   planSchema: { code: "LF5002", severity: "error", title: "a plan file that does not match the plan schema" },

@@ -3,6 +3,7 @@ import * as path from "node:path";
 import type { Ir, StageAssignment } from "../ir.js";
 import { parameterCount } from "../models/llama.js";
 import { VERSION } from "../version.js";
+import type { StageMemory } from "../cost/memory.js";
 import type { Simulation } from "../simulate/simulate.js";
 import { PLAN_FORMAT, SUMMARY_FORMAT, type Plan, type Summary } from "./schema.js";
 
@@ -78,10 +79,10 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
 
 /**
  * summary.json: the contract other tools read. Busy time, makespan, bound and idle fraction come
- * from the simulator over the cost model (compiler/cost/model.ts); memory use stays 0 until the
- * memory plan fills it; capacities are the device's.
+ * from the simulator over the cost model (compiler/cost/model.ts), each stage's peak memory from
+ * the memory plan (compiler/cost/memory.ts); capacities are the device's.
  */
-export function buildSummary(plan: Plan, simulation: Simulation | undefined, compileMillis: number): Summary {
+export function buildSummary(plan: Plan, simulation: Simulation | undefined, memory: StageMemory[] | undefined, compileMillis: number): Summary {
   return {
     format: SUMMARY_FORMAT,
     schedule: plan.schedule.name,
@@ -91,7 +92,7 @@ export function buildSummary(plan: Plan, simulation: Simulation | undefined, com
       layers: s.layers,
       embedding: s.embedding,
       head: s.head,
-      memoryBytes: 0,
+      memoryBytes: memory?.[s.index]?.totalBytes ?? 0,
       memoryCapacityBytes: plan.cluster.device.memoryBytes,
       busySeconds: simulation?.busySeconds[s.index] ?? 0,
     })),

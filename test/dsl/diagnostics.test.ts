@@ -48,6 +48,10 @@ const CASES: { name: string; source: string | string[] }[] = [
   { name: "LF3007-no-weights", source: `model m { from "models/config-only" }\n${adapter("rank 4")}` },
   { name: "LF3008-data-missing", source: `${TINY_MODEL}\nadapter a { data "data/nope.jsonl" }\nadapter b { data "data/empty.jsonl" }\nadapter c { data "data" }` },
   { name: "LF3009-init-invalid", source: `${TINY_MODEL}\n${adapter("rank 8  init \"adapters/r4\"")}\n${adapter("init \"adapters/nope\"", "b")}\n${adapter("init \"adapters/broken\"", "c")}` },
+  {
+    name: "LF4002-does-not-fit",
+    source: `model big { arch llama layers 80 hidden 8192 heads 64 kv_heads 8 ffn 28672 vocab 32000 max_seq 4096 }\n${adapter("seq_len 4096  batch 8  micro_batch 4  steps 10")}\ncluster c { gpu RTX3090  gpus 2 }\nplan { stages 2 }`,
+  },
 ];
 
 /** Cases that need more than a job file: the internal verifier and plan files read back. */

@@ -1,0 +1,92 @@
+/**
+ * The memory model: what a stage holds at its peak. Base weights of its blocks (in the model's
+ * dtype), the LoRA state of every adapter on those blocks (fp32 weights, gradients and optimizer
+ * moments), and the activations stashed for backward by every micro-batch in flight, counted by
+ * walking the stage's action list (a forward stashes, its backward frees). With `recompute`, a
+ * block stashes only its input and recomputes the rest in backward.
+ */
+import type { Action } from "../plan/actions.js";
+import type { MicroBatch, ResolvedAdapter, StageAssignment } from "../ir.js";
+import type { LlamaArch } from "../job.js";
+import { targetModules } from "../models/llama.js";
+
+export interface StageMemory {
+  weightBytes: number;
+  adapterBytes: number;
+  activationBytes: number;
+  /** Micro-batches stashed at the peak. */
+  inFlight: number;
+  totalBytes: number;
+}
+
+export function baseWeightBytes(arch: LlamaArch, stage: StageAssignment, dtypeBytes: number): number {
+  const modules = targetModules(arch);
+  let n = 0;
+  for (let b = stage.blocks[0]; b < stage.blocks[1]; b++) {
+    const attention = b % 2 === 0;
+    n += arch.hidden; // the block's norm
+    for (const m of modules) if ((m.parent === "self_attn") === attention) n += m.in * m.out;
+  }
+  if (stage.embedding || (stage.head && arch.tieEmbeddings)) n += arch.vocab * arch.hidden;
+  if (stage.head) n += arch.hidden + (arch.tieEmbeddings ? 0 : arch.vocab * arch.hidden);
+  return n * dtypeBytes;
+}
+
+/** fp32 LoRA weights and gradients, plus AdamW's two moments (SGD: one buffer with momentum). */
+export function adapterStateBytes(adapters: readonly ResolvedAdapter[], blocks: [number, number]): number {
+  let bytes = 0;
+  for (const a of adapters) {
+    let params = 0;
+    for (let b = blocks[0]; b < blocks[1]; b++) {
+      for (const m of a.modules) if ((m.parent === "self_attn") === (b % 2 === 0)) params += a.rank * (m.in + m.out);
+    }
+    const copies = a.optimizer.kind === "adamw" ? 4 : a.optimizer.momentum > 0 ? 3 : 2;
+    bytes += params * 4 * copies;
+  }
+  return bytes;
+}
+
+/** What one micro-batch stashes on a stage between its forward and its backward. */
+export function stashBytes(arch: LlamaArch, stage: StageAssignment, mb: MicroBatch, adapters: readonly ResolvedAdapter[], dtypeBytes: number, recompute: boolean): number {
+  const C = arch.hidden;
+  const q = arch.heads * arch.headDim;
+  const kv = arch.kvHeads * arch.headDim;
+  let total = 0;
+  for (const part of mb.parts) {
+    const a = adapters[part.adapter]!;
+    const T = part.sequences * a.seqLen;
+    for (let b = stage.blocks[0]; b < stage.blocks[1]; b++) {
+      const attention = b % 2 === 0;
+      if (recompute) {
+        total += T * C * dtypeBytes;
+        continue;
+      }
+      // Block input and its norm; then q, k, v, the attention output and fp32 log-sum-exp, or
+      // the MLP's gate, up and activation; and each LoRA branch's [T, r].
+      let elements = 2 * T * C + (attention ? T * (2 * q + 2 * kv) : 3 * T * arch.ffn);
+      for (const m of a.modules) if ((m.parent === "self_attn") === attention) elements += T * a.rank;
+      total += elements * dtypeBytes + (attention ? T * arch.heads * 4 : 0);
+    }
+    // The head keeps its input, its norm and the fp32 gradient of the logits.
+    if (stage.head) total += 2 * T * C * dtypeBytes + T * arch.vocab * 4;
+  }
+  return total;
+}
+
+/** The largest sum of stashes alive at once, walking one round of the stage's actions. */
+export function peakStash(actions: readonly Action[], bytesOf: (mb: number) => number): { bytes: number; inFlight: number } {
+  let live = 0;
+  let count = 0;
+  let peak = { bytes: 0, inFlight: 0 };
+  for (const a of actions) {
+    if (a.op === "F") {
+      live += bytesOf(a.mb);
+      count++;
+      if (live > peak.bytes) peak = { bytes: live, inFlight: count };
+    } else if (a.op === "B") {
+      live -= bytesOf(a.mb);
+      count--;
+    }
+  }
+  return peak;
+}

@@ -1,0 +1,49 @@
+import { formatBytes, type Span } from "../../dsl/index.js";
+import { DTYPE_BYTES } from "../cost/model.js";
+import { adapterStateBytes, baseWeightBytes, peakStash, stashBytes, type StageMemory } from "../cost/memory.js";
+import type { Pass } from "../ir.js";
+import { parseAction } from "../plan/actions.js";
+
+const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
+
+/**
+ * The memory plan: each stage's peak (base weights, adapter state, stashed activations of the
+ * micro-batches its schedule keeps in flight) against its device's capacity. A plan that does
+ * not fit is refused, naming the stage, the shortfall and what would make it fit.
+ */
+export const planMemory: Pass = {
+  name: "plan-memory",
+  needs: ["schedule", "stages", "adapters", "model", "job"],
+  run(ir, ctx) {
+    const { model, adapters, stages, schedule, job } = ir as Required<typeof ir>;
+    const bytes = DTYPE_BYTES[model.dtype];
+    const capacity = job.cluster.device.memoryBytes;
+    const memory: StageMemory[] = stages.map((stage) => {
+      let peak = { bytes: 0, inFlight: 0 };
+      for (const phase of schedule.phases) {
+        const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(model.arch, stage, mb, adapters, bytes, job.plan.recompute)]));
+        const actions = phase.actions[stage.index]!.map((t) => parseAction(t)!);
+        const p = peakStash(actions, (mb) => sizes.get(mb)!);
+        if (p.bytes > peak.bytes) peak = p;
+      }
+      const weightBytes = baseWeightBytes(model.arch, stage, bytes);
+      const adapterBytes = adapterStateBytes(adapters, stage.blocks);
+      return { weightBytes, adapterBytes, activationBytes: peak.bytes, inFlight: peak.inFlight, totalBytes: weightBytes + adapterBytes + peak.bytes };
+    });
+    const at = job.plan.spans["stages"] ?? job.plan.span ?? (job.cluster.span.end > 0 ? job.cluster.span : ORIGIN);
+    let fits = true;
+    memory.forEach((m, s) => {
+      if (m.totalBytes <= capacity) return;
+      fits = false;
+      const fixes = [job.plan.recompute ? null : "`recompute true`", "more stages", "a smaller micro_batch"].filter(Boolean).join(", ");
+      ctx.report(
+        "doesNotFit",
+        `stage ${s} needs ${formatBytes(m.totalBytes)} but each ${job.cluster.device.name} has ${formatBytes(capacity)} (short ${formatBytes(m.totalBytes - capacity)}): ` +
+          `weights ${formatBytes(m.weightBytes)}, adapters ${formatBytes(m.adapterBytes)}, activations ${formatBytes(m.activationBytes)} ` +
+          `for ${m.inFlight} micro-batch${m.inFlight === 1 ? "" : "es"} in flight; try ${fixes}`,
+        at,
+      );
+    });
+    return fits ? { ...ir, memory } : { ...ir, memory, schedule: undefined };
+  },
+};
