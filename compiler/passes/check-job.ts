@@ -179,7 +179,9 @@ function checkCluster(block: BlockAst | undefined, ctx: PassContext): ClusterSpe
       v.spans["gpu"] ?? block.kindSpan,
     );
   }
-  const base = profile ?? { name: gpu, memoryBytes: 0, tflops: 0, bandwidthBytesPerSecond: 1e12, link: { kind: "pcie" as const, bytesPerSecond: 25e9 } };
+  // An unknown device without figures has been reported; planning goes on with the cpu
+  // profile's so that later checks do not add errors that only repeat this one.
+  const base = profile ?? { ...findProfile("cpu")!, name: gpu };
   const linkKind = v.text("link") as ClusterSpec["device"]["link"]["kind"] | undefined;
   return {
     name: block.name?.text ?? gpu,

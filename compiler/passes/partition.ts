@@ -1,37 +1,105 @@
-import type { Pass, StageAssignment } from "../ir.js";
+import { formatBytes } from "../../dsl/index.js";
+import { adapterStateBytes, baseWeightBytes, stashBytes } from "../cost/memory.js";
+import { DTYPE_BYTES, seconds, stageWork } from "../cost/model.js";
+import type { Ir, MicroBatch, Pass, StageAssignment } from "../ir.js";
+import { balance, type Balance, type BalanceProblem } from "../partition/balance.js";
 
 /**
- * Layers split evenly over the stages, whole layers each; the first `layers mod stages` stages
- * take one extra (the last stage also carries the head, so it is the one to spare).
- * Stage i runs on device i. Cost-driven, sub-layer partitioning replaces this split later; the
- * plan already speaks in blocks (attention and MLP halves) so that needs no format change.
+ * Splits the model's layer blocks (attention and MLP halves of layers) over the stages so the
+ * slowest stage is as fast as it can be, each stage within its device's memory (weights, adapter
+ * state, and the activations of the micro-batches a 1F1B stage keeps in flight). The embedding
+ * runs on the first stage, the head on the last, and both are priced. `stages auto` tries every
+ * count up to the devices and keeps the one with the shortest estimated pipeline round.
+ * Stage i runs on device i.
  */
 export const partition: Pass = {
   name: "partition",
-  needs: ["model", "job"],
+  needs: ["model", "job", "adapters"],
   run(ir, ctx) {
-    const { layers } = ir.model!.arch;
-    const { cluster, plan } = ir.job!;
+    const { model, job, adapters } = ir as Required<Ir>;
+    const { cluster, plan } = job;
     const devices = cluster.gpusPerNode * cluster.nodes;
+    const blocks = 2 * model.arch.layers;
     const at = plan.spans["stages"] ?? plan.span ?? cluster.span;
-    const stages = plan.stages === "auto" ? Math.min(devices, layers) : plan.stages;
-    if (stages > devices) {
-      ctx.report("tooManyStages", `${stages} stages need ${stages} devices; the cluster has ${devices} (${cluster.nodes} x ${cluster.gpusPerNode})`, at);
+    if (plan.stages !== "auto" && plan.stages > devices) {
+      ctx.report("tooManyStages", `${plan.stages} stages need ${plan.stages} devices; the cluster has ${devices} (${cluster.nodes} x ${cluster.gpusPerNode})`, at);
       return ir;
     }
-    if (stages > layers) {
-      ctx.report("tooManyStages", `${stages} stages for ${layers} layers would leave a stage without a layer`, at);
+    if (plan.stages !== "auto" && plan.stages > blocks) {
+      ctx.report("tooManyStages", `${plan.stages} stages for ${model.arch.layers} layers would leave a stage without a layer half`, at);
       return ir;
     }
-    const base = Math.floor(layers / stages);
-    const extra = layers % stages;
-    const assignments: StageAssignment[] = [];
-    let layer = 0;
-    for (let s = 0; s < stages; s++) {
-      const count = base + (s < extra ? 1 : 0);
-      assignments.push({ index: s, device: s, blocks: [2 * layer, 2 * (layer + count)], embedding: s === 0, head: s === stages - 1 });
-      layer += count;
+
+    const bytes = DTYPE_BYTES[model.dtype];
+    const device = cluster.device;
+    // One micro-batch of each adapter, alone; a round runs microBatchesPerStep of each.
+    const shapes: { mb: MicroBatch; count: number }[] = adapters.map((a) => ({
+      mb: { id: 0, parts: [{ adapter: a.index, index: 0, sequences: a.microBatch }] },
+      count: a.microBatchesPerStep,
+    }));
+    const one = (first: number, last: number, head: boolean): number =>
+      shapes.reduce((t, { mb, count }) => {
+        const w = stageWork(model.arch, [first, last], head, mb, adapters, bytes);
+        return t + count * (seconds(w.forward, device) + seconds(w.backward, device));
+      }, 0);
+    const blockSeconds = Array.from({ length: blocks }, (_, b) => one(b, b + 1, false));
+    const headSeconds = one(0, 0, true);
+
+    // Memory by prefix sums, so the search can ask for any range in constant time.
+    const probe = (b: number, head: boolean): StageAssignment => ({ index: 0, device: 0, blocks: [b, b + 1], embedding: false, head });
+    // A fused (`batch`) micro-batch carries every adapter's rows; otherwise the largest adapter's.
+    const stashOf = (stage: StageAssignment) => {
+      const each = shapes.map(({ mb }) => stashBytes(model.arch, stage, mb, adapters, bytes, plan.recompute));
+      return plan.schedule === "batch" ? each.reduce((a, b) => a + b, 0) : Math.max(...each);
+    };
+    const fixed: number[] = [0];
+    const stash: number[] = [0];
+    for (let b = 0; b < blocks; b++) {
+      fixed.push(fixed[b]! + baseWeightBytes(model.arch, probe(b, false), bytes) + adapterStateBytes(adapters, [b, b + 1]));
+      stash.push(stash[b]! + stashOf(probe(b, false)));
     }
-    return { ...ir, stages: assignments };
+    const embedding = baseWeightBytes(model.arch, { index: 0, device: 0, blocks: [0, 0], embedding: true, head: false }, bytes);
+    const headWeights = baseWeightBytes(model.arch, { index: 0, device: 0, blocks: [0, 0], embedding: false, head: true }, bytes);
+    const headStash = stashOf({ index: 0, device: 0, blocks: [0, 0], embedding: false, head: true });
+    const depth = Math.max(...adapters.map((a) => a.microBatchesPerStep));
+    const inFlight = (s: number, p: number) => (plan.schedule === "gpipe" ? depth : Math.min(p - s, depth));
+    const memory: BalanceProblem["memory"] = (first, last, s, p) =>
+      fixed[last]! - fixed[first]! + inFlight(s, p) * (stash[last]! - stash[first]!) + (s === 0 ? embedding : 0) + (s === p - 1 ? headWeights + inFlight(s, p) * headStash : 0);
+    const problem = (p: number): BalanceProblem => ({ blockSeconds, embeddingSeconds: 0, headSeconds, stages: p, memory, capacity: device.memoryBytes });
+
+    let chosen: Balance | undefined;
+    if (plan.stages === "auto") {
+      // A flushing 1F1B round takes about (m + p - 1) / m of its bottleneck stage's work.
+      let bestTime = Infinity;
+      for (let p = 1; p <= Math.min(devices, blocks); p++) {
+        const b = balance(problem(p));
+        if (!b) continue;
+        const estimate = (b.bottleneckSeconds * (depth + p - 1)) / depth;
+        if (estimate < bestTime * (1 - 1e-9)) {
+          bestTime = estimate;
+          chosen = b;
+        }
+      }
+    } else chosen = balance(problem(plan.stages));
+
+    if (!chosen) {
+      const p = plan.stages === "auto" ? Math.min(devices, blocks) : plan.stages;
+      const least = memory(0, blocks, 0, 1) / p;
+      ctx.report(
+        "doesNotFit",
+        `no split of the model over ${plan.stages === "auto" ? `up to ${p}` : p} stage${p === 1 ? "" : "s"} fits in ${formatBytes(device.memoryBytes)} per ${device.name} ` +
+          `(the whole job needs about ${formatBytes(least)} per stage even if spread evenly); try ${plan.recompute ? "" : "`recompute true`, "}more devices, or a smaller micro_batch`,
+        at,
+      );
+      return ir;
+    }
+    const stages: StageAssignment[] = chosen.cuts.slice(0, -1).map((first, s) => ({
+      index: s,
+      device: s,
+      blocks: [first, chosen!.cuts[s + 1]!],
+      embedding: s === 0,
+      head: s === chosen!.cuts.length - 2,
+    }));
+    return { ...ir, stages };
   },
 };

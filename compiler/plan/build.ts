@@ -77,6 +77,11 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
   };
 }
 
+function imbalance(busy: number[]): number {
+  const max = Math.max(0, ...busy);
+  return max === 0 ? 0 : 1 - busy.reduce((a, b) => a + b, 0) / busy.length / max;
+}
+
 /**
  * summary.json: the contract other tools read. Busy time, makespan, bound and idle fraction come
  * from the simulator over the cost model (compiler/cost/model.ts), each stage's peak memory from
@@ -98,6 +103,7 @@ export function buildSummary(plan: Plan, simulation: Simulation | undefined, mem
     })),
     adapters: plan.adapters.map((a) => ({ name: a.name, steps: a.steps, microBatchesPerStep: a.microBatchesPerStep })),
     makespanSeconds: simulation?.makespanSeconds ?? 0,
+    imbalance: imbalance(simulation?.busySeconds ?? []),
     lowerBoundSeconds: simulation?.lowerBoundSeconds ?? 0,
     idleFraction: simulation?.idleFraction ?? 0,
     compileMillis,

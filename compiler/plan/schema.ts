@@ -143,6 +143,8 @@ export const SummarySchema = z.object({
   adapters: z.array(z.object({ name: z.string(), steps: count, microBatchesPerStep: positive })),
   makespanSeconds: finite,
   lowerBoundSeconds: finite,
+  /** 1 - mean / max of the stages' busy times. */
+  imbalance: finite,
   idleFraction: finite,
   compileMillis: finite,
 });

@@ -34,21 +34,19 @@ describe("examples", () => {
     expectGolden("plans/tiny.summary.json", JSON.stringify(summary, null, 2));
   });
 
-  it("the mLoRA setting: 4 stages of 8 layers on 4 A6000s, 4 micro-batches per step", () => {
+  it("the mLoRA setting: 4 balanced stages on 4 A6000s, 4 micro-batches per step", () => {
     const { result } = compileExample("llama2-7b-4xa6000.lf");
     const summary = result.summary!;
-    expect(summary.stages.map((s) => s.layers)).toEqual([
-      [0, 8],
-      [8, 16],
-      [16, 24],
-      [24, 32],
-    ]);
+    expect(summary.stages).toHaveLength(4);
+    expect(summary.stages[0]!.layers[0]).toBe(0);
+    expect(summary.stages[3]!.layers[1]).toBe(32);
     expect(summary.stages.map((s) => [s.embedding, s.head])).toEqual([
       [true, false],
       [false, false],
       [false, false],
       [false, true],
     ]);
+    expect(summary.imbalance).toBeLessThan(0.05);
     expect(summary.adapters).toEqual(["math", "code", "chat", "summarize"].map((name) => ({ name, steps: 1000, microBatchesPerStep: 4 })));
     expect(summary.schedule).toBe("1f1b");
   });

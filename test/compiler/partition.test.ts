@@ -1,38 +1,125 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { compile } from "../../compiler/index.js";
+import { compile, type Plan } from "../../compiler/index.js";
+import { balance, stageSeconds, type BalanceProblem } from "../../compiler/partition/balance.js";
 
-const job = (layers: number, stages: number, gpus: number) => `
-model m { layers ${layers} hidden 16 heads 4 ffn 32 vocab 64 }
-adapter a { data "data/math.jsonl" steps 1 }
+/** Every way to cut B blocks into p non-empty runs. */
+function* cutsOf(B: number, p: number, from = 0): Generator<number[]> {
+  if (p === 1) {
+    yield [from, B];
+    return;
+  }
+  for (let c = from + 1; c <= B - (p - 1); c++) for (const rest of cutsOf(B, p - 1, c)) yield [from, ...rest];
+}
+
+function bruteForce(problem: BalanceProblem): number {
+  const B = problem.blockSeconds.length;
+  const prefix = [0];
+  for (const c of problem.blockSeconds) prefix.push(prefix[prefix.length - 1]! + c);
+  let best = Infinity;
+  for (const cuts of cutsOf(B, problem.stages)) {
+    let worst = 0;
+    let fits = true;
+    for (let s = 0; s < problem.stages; s++) {
+      worst = Math.max(worst, stageSeconds(problem, prefix, cuts[s]!, cuts[s + 1]!, s));
+      if (problem.memory(cuts[s]!, cuts[s + 1]!, s, problem.stages) > problem.capacity) fits = false;
+    }
+    if (fits) best = Math.min(best, worst);
+  }
+  return best;
+}
+
+describe("balanced partition", () => {
+  it("finds brute force's bottleneck on 20 random small cases (memory included)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: 0.1, max: 5, noNaN: true }), { minLength: 2, maxLength: 9 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.double({ min: 0, max: 4, noNaN: true }),
+        fc.array(fc.double({ min: 1, max: 10, noNaN: true }), { minLength: 9, maxLength: 9 }),
+        fc.double({ min: 5, max: 40, noNaN: true }),
+        (costs, p, head, sizes, capacity) => {
+          const stages = Math.min(p, costs.length);
+          const problem: BalanceProblem = {
+            blockSeconds: costs,
+            embeddingSeconds: 0.5,
+            headSeconds: head,
+            stages,
+            // Earlier stages hold more in flight, as in 1F1B.
+            memory: (a, b, s, n) => sizes.slice(a, b).reduce((x, y) => x + y, 0) * (1 + 0.25 * (n - s - 1)),
+            capacity,
+          };
+          const expected = bruteForce(problem);
+          const got = balance(problem);
+          if (expected === Infinity) expect(got).toBeUndefined();
+          else {
+            expect(got!.bottleneckSeconds).toBeCloseTo(expected, 12);
+            expect(got!.cuts[0]).toBe(0);
+            expect(got!.cuts[stages]).toBe(costs.length);
+          }
+        },
+      ),
+      { numRuns: 20 },
+    );
+  });
+});
+
+const job = (layers: number, stages: number | "auto", gpus: number, vocab = 64) => `
+model m { layers ${layers} hidden 256 heads 4 ffn 512 vocab ${vocab} }
+adapter a { data "data/math.jsonl" seq_len 128 batch 8 micro_batch 2 steps 1 }
 cluster c { gpu A6000 gpus ${gpus} }
 plan { stages ${stages} }`;
 
-describe("even partition", () => {
+function plan(source: string): Plan {
+  const result = compile(source, { baseDir: "examples" });
+  expect(result.diagnostics).toEqual([]);
+  return result.plan!;
+}
+
+describe("partition pass", () => {
   it.each([
-    { layers: 32, stages: 4, expected: [[0, 8], [8, 16], [16, 24], [24, 32]] },
-    { layers: 10, stages: 4, expected: [[0, 3], [3, 6], [6, 8], [8, 10]] },
-    { layers: 5, stages: 5, expected: [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]] },
-    { layers: 7, stages: 1, expected: [[0, 7]] },
-    { layers: 80, stages: 3, expected: [[0, 27], [27, 54], [54, 80]] },
-  ])("$layers layers over $stages stages", ({ layers, stages, expected }) => {
-    const result = compile(job(layers, stages, 8), { baseDir: "examples" });
-    expect(result.diagnostics).toEqual([]);
-    expect(result.plan!.stages.map((s) => s.layers)).toEqual(expected);
-    expect(result.plan!.stages.map((s) => s.blocks)).toEqual(expected.map(([a, b]) => [2 * a!, 2 * b!]));
+    [32, 4],
+    [10, 4],
+    [5, 5],
+    [7, 1],
+    [80, 3],
+  ])("%i layers over %i stages: contiguous blocks covering the model, first embeds, last heads", (layers, stages) => {
+    const p = plan(job(layers, stages, 8));
+    expect(p.stages).toHaveLength(stages);
+    expect(p.stages[0]!.blocks[0]).toBe(0);
+    expect(p.stages[stages - 1]!.blocks[1]).toBe(2 * layers);
+    p.stages.forEach((s, i) => {
+      if (i > 0) expect(s.blocks[0]).toBe(p.stages[i - 1]!.blocks[1]);
+      expect(s.blocks[1]).toBeGreaterThan(s.blocks[0]);
+      expect([s.embedding, s.head]).toEqual([i === 0, i === stages - 1]);
+    });
   });
 
-  it("stages auto takes one stage per device, at most one per layer", () => {
-    expect(compile(job(32, 1, 8).replace("stages 1", "stages auto"), { baseDir: "examples" }).plan!.stages).toHaveLength(8);
-    expect(compile(job(3, 1, 8).replace("stages 1", "stages auto"), { baseDir: "examples" }).plan!.stages).toHaveLength(3);
+  it("equal layers and a negligible head: an even split", () => {
+    expect(plan(job(32, 4, 4, 16)).stages.map((s) => s.layers)).toEqual([
+      [0, 8],
+      [8, 16],
+      [16, 24],
+      [24, 32],
+    ]);
   });
 
-  it("the --stages override beats the plan block", () => {
+  it("a heavy head takes layers off the last stage", () => {
+    const p = plan(job(16, 4, 4, 256000));
+    const count = (s: Plan["stages"][number]) => s.blocks[1] - s.blocks[0];
+    expect(count(p.stages[3]!)).toBeLessThan(count(p.stages[0]!));
+  });
+
+  it("stages auto picks a count no larger than the devices, and the override wins", () => {
+    const auto = plan(job(32, "auto", 8));
+    expect(auto.stages.length).toBeGreaterThanOrEqual(1);
+    expect(auto.stages.length).toBeLessThanOrEqual(8);
     expect(compile(job(32, 1, 8), { baseDir: "examples", stages: 2 }).plan!.stages).toHaveLength(2);
   });
 
   it("devices count across nodes, and stages know their node", () => {
-    const result = compile(job(8, 4, 2).replace("gpus 2", "gpus 2 nodes 2"), { baseDir: "examples" });
-    expect(result.plan!.stages.map((s) => [s.device, s.node])).toEqual([
+    const p = plan(job(8, 4, 2).replace("gpus 2", "gpus 2 nodes 2"));
+    expect(p.stages.map((s) => [s.device, s.node])).toEqual([
       [0, 0],
       [1, 0],
       [2, 1],

@@ -32,7 +32,7 @@ const CASES: { name: string; source: string | string[] }[] = [
   { name: "LF2009-out-of-range", source: `${TINY_MODEL}\n${adapter("dropout 1.5  batch 0  optimizer adamw { lr -1  betas 0.9 1.5 }")}` },
   { name: "LF2010-unknown-device", source: `${TINY_MODEL}\n${adapter("rank 4")}\ncluster c { gpu "a100 80g"  gpus 2 }` },
   { name: "LF2011-too-many-stages", source: `${TINY_MODEL}\n${adapter("rank 4")}\ncluster c { gpu A6000  gpus 4 }\nplan { stages 8 }` },
-  { name: "LF2011-stages-over-layers", source: `${TINY_MODEL}\n${adapter("rank 4")}\ncluster c { gpu A6000  gpus 4 }\nplan { stages 3 }` },
+  { name: "LF2011-stages-over-layers", source: `${TINY_MODEL}\n${adapter("rank 4")}\ncluster c { gpu A6000  gpus 8 }\nplan { stages 5 }` },
   { name: "LF2012-seq-len-too-long", source: `${TINY_MODEL}\n${adapter("seq_len 4096")}` },
   { name: "LF2013-unsupported-arch", source: [`model m { from "models/gpt2" }\n${adapter("rank 4")}`, `model n { layers 2 hidden 16 heads 2 head_dim 7 ffn 32 vocab 64 }\n${adapter("rank 4")}`] },
   { name: "LF2014-optimizer-property", source: `${TINY_MODEL}\n${adapter("optimizer sgd { lr 0.1  betas 0.9 0.99 }")}\n${adapter("optimizer adamw { momentum 0.9 }  out \"x\"", "b")}` },
