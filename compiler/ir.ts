@@ -44,6 +44,8 @@ export interface StageAssignment {
 
 export interface MicroBatchPart {
   adapter: number;
+  /** Which of the adapter's steps in the round (0 .. stepsPerRound - 1). */
+  step: number;
   /** Which micro-batch of the adapter's step (0 .. microBatchesPerStep - 1). */
   index: number;
   sequences: number;
@@ -55,11 +57,12 @@ export interface MicroBatch {
 }
 
 /**
- * A run of identical rounds. In a round every adapter of the phase takes one optimizer step;
- * phases change when adapters finish training.
+ * A run of identical rounds. In a round every adapter of the phase takes `stepsPerRound`
+ * optimizer steps; phases change when adapters finish training.
  */
 export interface Phase {
   rounds: number;
+  stepsPerRound: number;
   adapters: number[];
   microBatches: MicroBatch[];
   /** Per stage, the actions of one round in execution order (see plan/actions.ts). */

@@ -44,7 +44,6 @@ export const Diagnostics = {
   unsupportedArch: { code: "LF2013", severity: "error", title: "an architecture or model feature loraflow does not implement" },
   optimizerProperty: { code: "LF2014", severity: "error", title: "an optimizer setting the chosen optimizer does not use" },
   sharedOutput: { code: "LF2015", severity: "error", title: "two adapters writing to the same out folder" },
-  unavailableSchedule: { code: "LF2016", severity: "error", title: "a schedule this compiler cannot build yet" },
   badName: { code: "LF2017", severity: "error", title: "an adapter name that cannot name a folder" },
 
   modelFolderMissing: { code: "LF3001", severity: "error", title: "the model's `from` folder does not exist" },

@@ -34,7 +34,7 @@ export const partition: Pass = {
     const device = cluster.device;
     // One micro-batch of each adapter, alone; a round runs microBatchesPerStep of each.
     const shapes: { mb: MicroBatch; count: number }[] = adapters.map((a) => ({
-      mb: { id: 0, parts: [{ adapter: a.index, index: 0, sequences: a.microBatch }] },
+      mb: { id: 0, parts: [{ adapter: a.index, step: 0, index: 0, sequences: a.microBatch }] },
       count: a.microBatchesPerStep,
     }));
     const one = (first: number, last: number, head: boolean): number =>

@@ -1,10 +1,28 @@
 import { formatBytes, type Span } from "../../dsl/index.js";
 import { DTYPE_BYTES } from "../cost/model.js";
 import { adapterStateBytes, baseWeightBytes, peakStash, stashBytes, type StageMemory } from "../cost/memory.js";
-import type { Pass } from "../ir.js";
+import type { Ir, Pass, Schedule } from "../ir.js";
 import { parseAction } from "../plan/actions.js";
 
 const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
+
+/** Each stage's peak memory under `schedule`. */
+export function stageMemory(ir: Ir, schedule: Schedule): StageMemory[] {
+  const { model, adapters, stages, job } = ir as Required<Ir>;
+  const bytes = DTYPE_BYTES[model.dtype];
+  return stages.map((stage) => {
+    let peak = { bytes: 0, inFlight: 0 };
+    for (const phase of schedule.phases) {
+      const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(model.arch, stage, mb, adapters, bytes, job.plan.recompute)]));
+      const actions = phase.actions[stage.index]!.map((t) => parseAction(t)!);
+      const p = peakStash(actions, (mb) => sizes.get(mb)!);
+      if (p.bytes > peak.bytes) peak = p;
+    }
+    const weightBytes = baseWeightBytes(model.arch, stage, bytes);
+    const adapterBytes = adapterStateBytes(adapters, stage.blocks);
+    return { weightBytes, adapterBytes, activationBytes: peak.bytes, inFlight: peak.inFlight, totalBytes: weightBytes + adapterBytes + peak.bytes };
+  });
+}
 
 /**
  * The memory plan: each stage's peak (base weights, adapter state, stashed activations of the
@@ -15,21 +33,9 @@ export const planMemory: Pass = {
   name: "plan-memory",
   needs: ["schedule", "stages", "adapters", "model", "job"],
   run(ir, ctx) {
-    const { model, adapters, stages, schedule, job } = ir as Required<typeof ir>;
-    const bytes = DTYPE_BYTES[model.dtype];
+    const { job } = ir as Required<typeof ir>;
     const capacity = job.cluster.device.memoryBytes;
-    const memory: StageMemory[] = stages.map((stage) => {
-      let peak = { bytes: 0, inFlight: 0 };
-      for (const phase of schedule.phases) {
-        const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(model.arch, stage, mb, adapters, bytes, job.plan.recompute)]));
-        const actions = phase.actions[stage.index]!.map((t) => parseAction(t)!);
-        const p = peakStash(actions, (mb) => sizes.get(mb)!);
-        if (p.bytes > peak.bytes) peak = p;
-      }
-      const weightBytes = baseWeightBytes(model.arch, stage, bytes);
-      const adapterBytes = adapterStateBytes(adapters, stage.blocks);
-      return { weightBytes, adapterBytes, activationBytes: peak.bytes, inFlight: peak.inFlight, totalBytes: weightBytes + adapterBytes + peak.bytes };
-    });
+    const memory = stageMemory(ir, ir.schedule!);
     const at = job.plan.spans["stages"] ?? job.plan.span ?? (job.cluster.span.end > 0 ? job.cluster.span : ORIGIN);
     let fits = true;
     memory.forEach((m, s) => {

@@ -1,6 +1,6 @@
 import { DTYPE_BYTES, LINK_LATENCY_SECONDS, seconds, stageWork } from "../cost/model.js";
-import type { Pass, ResolvedAdapter } from "../ir.js";
-import { simulate as run, type PhaseCosts } from "../simulate/simulate.js";
+import type { Ir, Pass, ResolvedAdapter, Schedule } from "../ir.js";
+import { simulate as run, type PhaseCosts, type Simulation } from "../simulate/simulate.js";
 
 /** LoRA parameters of an adapter in layer blocks [first, last): attention modules in even blocks. */
 function loraParameters(a: ResolvedAdapter, blocks: [number, number]): number {
@@ -11,15 +11,9 @@ function loraParameters(a: ResolvedAdapter, blocks: [number, number]): number {
   return n;
 }
 
-/**
- * Costs every action of the verified schedule and simulates it: makespan, busy and idle time
- * per stage, the lower bound. The results fill summary.json.
- */
-export const simulate: Pass = {
-  name: "simulate",
-  needs: ["schedule", "stages", "adapters", "model", "job"],
-  run(ir) {
-    const { model, adapters, stages, schedule, job } = ir as Required<typeof ir>;
+/** Prices every action of `schedule` with the cost model and simulates it. */
+export function simulateSchedule(ir: Ir, schedule: Schedule): Simulation {
+    const { model, adapters, stages, job } = ir as Required<Ir>;
     const device = job.cluster.device;
     const bytes = DTYPE_BYTES[model.dtype];
     // Micro-batches with the same parts cost the same: price each shape once per stage.
@@ -56,6 +50,17 @@ export const simulate: Pass = {
       }
       return c;
     });
-    return { ...ir, simulation: run(stages.length, schedule.phases, costs) };
+    return run(stages.length, schedule.phases, costs);
+}
+
+/**
+ * Costs every action of the verified schedule and simulates it: makespan, busy and idle time
+ * per stage, the lower bound. The results fill summary.json.
+ */
+export const simulate: Pass = {
+  name: "simulate",
+  needs: ["schedule", "stages", "adapters", "model", "job"],
+  run(ir) {
+    return { ...ir, simulation: simulateSchedule(ir, ir.schedule!) };
   },
 };

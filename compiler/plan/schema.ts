@@ -73,11 +73,12 @@ const StageSchema = z.object({
 
 const PhaseSchema = z.object({
   rounds: positive,
+  stepsPerRound: positive,
   adapters: z.array(count).min(1),
   microBatches: z.array(
     z.object({
       id: count,
-      parts: z.array(z.object({ adapter: count, index: count, sequences: positive })).min(1),
+      parts: z.array(z.object({ adapter: count, step: count, index: count, sequences: positive })).min(1),
     }),
   ),
   actions: z.array(z.array(z.string())),

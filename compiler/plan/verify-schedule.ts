@@ -3,8 +3,9 @@ import { parseAction, type Action } from "./actions.js";
 /** The part of a plan the verifier reads; the IR's Schedule and plan.json's both have this shape. */
 export interface VerifiablePhase {
   rounds: number;
+  stepsPerRound: number;
   adapters: number[];
-  microBatches: { id: number; parts: { adapter: number }[] }[];
+  microBatches: { id: number; parts: { adapter: number; step: number }[] }[];
   actions: string[][];
 }
 
@@ -12,9 +13,11 @@ export interface VerifiablePhase {
  * Checks a schedule against the design's scheduling model and returns what is wrong (empty when
  * sound): every action parses and names a known micro-batch, adapter and neighbouring stage;
  * every stage runs F then B of every micro-batch exactly once, each after the receive it needs
- * and before the send it owes; an adapter steps once per round, after all its backwards there;
+ * and before the send it owes; an adapter steps stepsPerRound times per round, its j-th STEP
+ * after every backward of its step j there and before any forward of its step j + 1;
  * and executing the lists (a receive blocks until its send; sends do not block; an adapter's
- * STEP waits for the same STEP on every stage, as its gradient-norm reduction does) neither
+ * STEP waits until every stage has run that step's backwards, as the gradient-norm reduction
+ * does) neither
  * deadlocks nor receives out of order, over two consecutive rounds of every phase so that
  * what crosses round boundaries is checked too.
  */
@@ -24,13 +27,16 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
   phases.forEach((phase, p) => {
     const where = `phase ${p}`;
     if (!Number.isSafeInteger(phase.rounds) || phase.rounds < 1) problems.push(`${where}: rounds ${phase.rounds} is not a positive whole number`);
+    if (!Number.isSafeInteger(phase.stepsPerRound) || phase.stepsPerRound < 1) problems.push(`${where}: stepsPerRound ${phase.stepsPerRound} is not a positive whole number`);
     if (phase.actions.length !== stages) problems.push(`${where}: ${phase.actions.length} action lists for ${stages} stages`);
-    const mbAdapters = new Map<number, Set<number>>();
+    // Per micro-batch, the (adapter, step) pairs it trains.
+    const mbParts = new Map<number, { adapter: number; step: number }[]>();
     for (const mb of phase.microBatches) {
-      if (mbAdapters.has(mb.id)) problems.push(`${where}: micro-batch id ${mb.id} appears twice`);
-      mbAdapters.set(mb.id, new Set(mb.parts.map((x) => x.adapter)));
+      if (mbParts.has(mb.id)) problems.push(`${where}: micro-batch id ${mb.id} appears twice`);
+      mbParts.set(mb.id, mb.parts);
       for (const part of mb.parts) {
         if (!phase.adapters.includes(part.adapter)) problems.push(`${where}: mb${mb.id} trains adapter ${part.adapter}, which is not in the phase`);
+        if (!(part.step >= 0 && part.step < phase.stepsPerRound)) problems.push(`${where}: mb${mb.id} is in step ${part.step} of a ${phase.stepsPerRound}-step round`);
       }
     }
     for (const a of phase.adapters) {
@@ -43,7 +49,7 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
       const forwarded = new Set<number>();
       const backwarded = new Set<number>();
       const received = new Set<string>();
-      const stepped = new Set<number>();
+      const stepped = new Map<number, number>();  // adapter -> STEPs taken this round
       list.forEach((text, i) => {
         const action = parseAction(text);
         if (!action) {
@@ -55,19 +61,22 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
         const label = () => `${at}, action ${i} \`${text}\``;
         if (action.op === "STEP") {
           if (!phase.adapters.includes(action.adapter)) problems.push(`${label()}: adapter ${action.adapter} is not in the phase`);
-          if (stepped.has(action.adapter)) problems.push(`${label()}: the adapter already stepped this round`);
-          stepped.add(action.adapter);
-          for (const [mb, members] of mbAdapters) {
-            if (members.has(action.adapter) && !backwarded.has(mb)) problems.push(`${label()}: comes before B mb${mb}`);
+          const taken = stepped.get(action.adapter) ?? 0;
+          if (taken >= phase.stepsPerRound) problems.push(`${label()}: the adapter already took its ${phase.stepsPerRound} step(s) this round`);
+          for (const [mb, parts] of mbParts) {
+            if (parts.some((x) => x.adapter === action.adapter && x.step === taken) && !backwarded.has(mb)) problems.push(`${label()}: comes before B mb${mb}`);
           }
+          stepped.set(action.adapter, taken + 1);
           return;
         }
-        if (!mbAdapters.has(action.mb)) {
+        if (!mbParts.has(action.mb)) {
           problems.push(`${label()}: mb${action.mb} is not in the phase`);
           return;
         }
-        for (const a of mbAdapters.get(action.mb)!) {
-          if (stepped.has(a)) problems.push(`${label()}: adapter ${a} already stepped this round`);
+        for (const part of mbParts.get(action.mb)!) {
+          const taken = stepped.get(part.adapter) ?? 0;
+          if (taken > part.step) problems.push(`${label()}: adapter ${part.adapter} already stepped past step ${part.step}`);
+          else if (taken < part.step) problems.push(`${label()}: runs before adapter ${part.adapter}'s step ${part.step - 1} was taken here`);
         }
         if (action.op === "SEND" || action.op === "RECV") {
           const expectedPeer = (action.what === "act") === (action.op === "SEND") ? s + 1 : s - 1;
@@ -87,13 +96,15 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
           backwarded.add(action.mb);
         }
       });
-      for (const mb of mbAdapters.keys()) {
+      for (const mb of mbParts.keys()) {
         if (!forwarded.has(mb)) problems.push(`${at}: mb${mb} has no forward`);
         if (!backwarded.has(mb)) problems.push(`${at}: mb${mb} has no backward`);
       }
-      for (const a of phase.adapters) if (!stepped.has(a)) problems.push(`${at}: adapter ${a} never steps`);
+      for (const a of phase.adapters) {
+        if ((stepped.get(a) ?? 0) !== phase.stepsPerRound) problems.push(`${at}: adapter ${a} steps ${stepped.get(a) ?? 0} time(s), not ${phase.stepsPerRound}`);
+      }
       const sent = new Set(actions.flatMap((x) => (x.op === "SEND" ? [`${x.what} ${x.mb}`] : [])));
-      for (const mb of mbAdapters.keys()) {
+      for (const mb of mbParts.keys()) {
         if (s < stages - 1 && !sent.has(`act ${mb}`)) problems.push(`${at}: the activations of mb${mb} are never sent on`);
         if (s > 0 && !sent.has(`grad ${mb}`)) problems.push(`${at}: the input gradient of mb${mb} is never sent back`);
       }
@@ -105,14 +116,18 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
   return execute(stages, phases, parsed);
 }
 
-/** Runs the lists with blocking receives; reports a deadlock or an out-of-order receive. */
+/**
+ * Runs the lists: a receive blocks until its send; an adapter's STEP blocks until every stage has
+ * run all backwards of that adapter's step (each stage's share of the gradient norm); sends do
+ * not block. Reports a deadlock or an out-of-order receive.
+ */
 function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Action[][][]): string[] {
-  const programs: { action: Action; where: string }[][] = Array.from({ length: stages }, () => []);
+  const programs: { action: Action; p: number; r: number; where: string }[][] = Array.from({ length: stages }, () => []);
   phases.forEach((phase, p) => {
     const rounds = Math.min(phase.rounds, 2);
     for (let r = 0; r < rounds; r++) {
       for (let s = 0; s < stages; s++) {
-        parsed[p]![s]!.forEach((action, i) => programs[s]!.push({ action, where: `phase ${p}, round ${r}, stage ${s}, action ${i}` }));
+        parsed[p]![s]!.forEach((action, i) => programs[s]!.push({ action, p, r, where: `phase ${p}, round ${r}, stage ${s}, action ${i}` }));
       }
     }
   });
@@ -124,17 +139,22 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
     if (!c) channels.set(k, (c = { sent: [], received: 0 }));
     return c;
   };
-  // STEP is a collective: clipping needs the adapter's gradient norm over all its stages, so a
-  // stage's k-th STEP of an adapter completes only once every stage has reached its k-th.
-  const arrivals = new Map<number, number[]>();
-  const arrivedAt = new Array<number>(stages).fill(-1);
+  // Backwards each (phase, round, adapter, step) needs on a stage, and how many each stage ran.
+  const needed = phases.map((phase) => {
+    const n = new Map<string, number>();
+    for (const mb of phase.microBatches) for (const part of mb.parts) n.set(`${part.adapter} ${part.step}`, (n.get(`${part.adapter} ${part.step}`) ?? 0) + 1);
+    return n;
+  });
+  const byId = phases.map((phase) => new Map(phase.microBatches.map((m) => [m.id, m.parts])));
+  const done = new Map<string, number[]>();
+  const stepsTaken = Array.from({ length: stages }, () => new Map<string, number>());
   const pc = new Array<number>(stages).fill(0);
   for (;;) {
     let progressed = false;
     for (let s = 0; s < stages; s++) {
       const program = programs[s]!;
       while (pc[s]! < program.length) {
-        const { action, where } = program[pc[s]!]!;
+        const { action, p, r, where } = program[pc[s]!]!;
         if (action.op === "SEND") {
           channel(key(action.what, s, action.peer)).sent.push(action.mb);
         } else if (action.op === "RECV") {
@@ -143,14 +163,20 @@ function execute(stages: number, phases: readonly VerifiablePhase[], parsed: Act
           const next = c.sent[c.received]!;
           if (next !== action.mb) return [`${where}: receives ${action.what} mb${action.mb} from s${action.peer}, which sent mb${next} first`];
           c.received++;
-        } else if (action.op === "STEP") {
-          const counts = arrivals.get(action.adapter) ?? new Array<number>(stages).fill(0);
-          arrivals.set(action.adapter, counts);
-          if (arrivedAt[s] !== pc[s]) {
+        } else if (action.op === "B") {
+          for (const part of byId[p]!.get(action.mb)!) {
+            const k = `${p} ${r} ${part.adapter} ${part.step}`;
+            const counts = done.get(k) ?? new Array<number>(stages).fill(0);
             counts[s]!++;
-            arrivedAt[s] = pc[s]!;
+            done.set(k, counts);
           }
-          if (Math.min(...counts) < counts[s]!) break;
+        } else if (action.op === "STEP") {
+          const round = `${p} ${r} ${action.adapter}`;
+          const j = stepsTaken[s]!.get(round) ?? 0;
+          const need = needed[p]!.get(`${action.adapter} ${j}`) ?? 0;
+          const counts = done.get(`${round} ${j}`) ?? new Array<number>(stages).fill(0);
+          if (!counts.every((c) => c >= need)) break;
+          stepsTaken[s]!.set(round, j + 1);
         }
         pc[s]!++;
         progressed = true;

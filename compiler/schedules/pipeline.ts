@@ -45,7 +45,7 @@ function stageActions(unit: Unit, stage: number, stages: number, interleave: Int
 function microBatchesOf(adapter: ResolvedAdapter, nextId: () => number): MicroBatch[] {
   return Array.from({ length: adapter.microBatchesPerStep }, (_, index) => ({
     id: nextId(),
-    parts: [{ adapter: adapter.index, index, sequences: adapter.microBatch }],
+    parts: [{ adapter: adapter.index, step: 0, index, sequences: adapter.microBatch }],
   }));
 }
 
@@ -64,7 +64,7 @@ export function flushSchedule(adapters: readonly ResolvedAdapter[], stages: numb
       const depth = Math.max(...members.map((a) => a.microBatchesPerStep));
       const microBatches: MicroBatch[] = [];
       for (let j = 0; j < depth; j++) {
-        const parts = members.filter((a) => j < a.microBatchesPerStep).map((a) => ({ adapter: a.index, index: j, sequences: a.microBatch }));
+        const parts = members.filter((a) => j < a.microBatchesPerStep).map((a) => ({ adapter: a.index, step: 0, index: j, sequences: a.microBatch }));
         microBatches.push({ id: nextId(), parts });
       }
       units = [{ microBatches, steps: active }];
@@ -72,6 +72,6 @@ export function flushSchedule(adapters: readonly ResolvedAdapter[], stages: numb
       units = members.map((a) => ({ microBatches: microBatchesOf(a, nextId), steps: [a.index] }));
     }
     const actions = Array.from({ length: stages }, (_, s) => units.flatMap((u) => stageActions(u, s, stages, interleave)));
-    return { rounds, adapters: active, microBatches: units.flatMap((u) => u.microBatches), actions };
+    return { rounds, stepsPerRound: 1, adapters: active, microBatches: units.flatMap((u) => u.microBatches), actions };
   });
 }

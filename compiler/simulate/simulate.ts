@@ -29,10 +29,10 @@ interface RoundsResult {
 /**
  * Runs `rounds` rounds of a phase as the engine would: each stage executes its list in order; a
  * forward or backward takes its cost; a send does not wait, its message arrives `transfer`
- * later; a receive waits for arrival; an adapter's STEP waits for the same STEP on every stage
- * (the gradient-norm reduction), then takes its cost.
+ * later; a receive waits for arrival; an adapter's STEP waits until every stage has finished
+ * that step's backwards (their shares of the gradient norm), then takes its cost.
  */
-function runRounds(stages: number, actions: Action[][], costs: PhaseCosts, rounds: number): RoundsResult {
+function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number): RoundsResult {
   const clock = new Array<number>(stages).fill(0);
   const busy = new Array<number>(stages).fill(0);
   const ends = new Array<number>(rounds).fill(0);
@@ -43,7 +43,17 @@ function runRounds(stages: number, actions: Action[][], costs: PhaseCosts, round
   for (const list of actions) for (const a of list) if ("mb" in a) mbs = Math.max(mbs, a.mb + 1);
   const messageKey = (what: "act" | "grad", from: number, mb: number, r: number) => ((r * mbs + mb) * stages + from) * 2 + (what === "act" ? 0 : 1);
   const arrivals = new Map<number, number>();
-  const steps = new Map<string, { times: number[]; arrived: boolean[] }>();
+  const parts = new Map(phase.microBatches.map((m) => [m.id, m.parts]));
+  const needed = new Map<string, number>();
+  for (const m of phase.microBatches) for (const p of m.parts) needed.set(`${p.adapter} ${p.step}`, (needed.get(`${p.adapter} ${p.step}`) ?? 0) + 1);
+  // Per (round, adapter, step): backwards finished on each stage, and when the last one ended.
+  const shares = new Map<string, { count: number[]; at: number[] }>();
+  const share = (k: string) => {
+    let v = shares.get(k);
+    if (!v) shares.set(k, (v = { count: new Array<number>(stages).fill(0), at: new Array<number>(stages).fill(0) }));
+    return v;
+  };
+  const taken = Array.from({ length: stages }, () => new Map<string, number>());
   const finished = (s: number) => round[s]! >= rounds;
   for (;;) {
     let progressed = false;
@@ -55,6 +65,13 @@ function runRounds(stages: number, actions: Action[][], costs: PhaseCosts, round
           const cost = (a.op === "F" ? costs.forward : costs.backward)[s]![a.mb]!;
           clock[s]! += cost;
           if (r === 0) busy[s]! += cost;
+          if (a.op === "B") {
+            for (const p of parts.get(a.mb)!) {
+              const v = share(`${r} ${p.adapter} ${p.step}`);
+              v.count[s]!++;
+              v.at[s] = clock[s]!;
+            }
+          }
         } else if (a.op === "SEND") {
           const link = Math.min(s, a.peer);
           arrivals.set(messageKey(a.what, s, a.mb, r), clock[s]! + costs.transfer[link]![a.mb]!);
@@ -63,17 +80,14 @@ function runRounds(stages: number, actions: Action[][], costs: PhaseCosts, round
           if (at === undefined) break;
           clock[s] = Math.max(clock[s]!, at);
         } else if (a.op === "STEP") {
-          const key = `${a.adapter} ${r}`;
-          let st = steps.get(key);
-          if (!st) steps.set(key, (st = { times: new Array<number>(stages).fill(-1), arrived: new Array<boolean>(stages).fill(false) }));
-          if (!st.arrived[s]) {
-            st.arrived[s] = true;
-            st.times[s] = clock[s]!;
-          }
-          if (!st.arrived.every(Boolean)) break;
+          const j = taken[s]!.get(`${r} ${a.adapter}`) ?? 0;
+          const v = share(`${r} ${a.adapter} ${j}`);
+          const need = needed.get(`${a.adapter} ${j}`) ?? 0;
+          if (!v.count.every((c) => c >= need)) break;
           const cost = costs.step[s]![a.adapter]!;
-          clock[s] = Math.max(...st.times) + cost;
+          clock[s] = Math.max(clock[s]!, ...v.at) + cost;
           if (r === 0) busy[s]! += cost;
+          taken[s]!.set(`${r} ${a.adapter}`, j + 1);
         }
         pc[s]!++;
         if (pc[s] === actions[s]!.length) {
@@ -103,7 +117,7 @@ export function simulate(stages: number, phases: readonly VerifiablePhase[], cos
     const actions = phase.actions.map((list) => list.map((t) => parseAction(t)!));
     const c = costs[p]!;
     // Two rounds show the first round's time and the steady increment of every later one.
-    const { ends, busy: roundBusy } = runRounds(stages, actions, c, Math.min(phase.rounds, 2));
+    const { ends, busy: roundBusy } = runRounds(stages, phase, actions, c, Math.min(phase.rounds, 2));
     makespan += ends[0]! + (phase.rounds - 1) * ((ends[1] ?? ends[0]!) - ends[0]!);
     roundBusy.forEach((b, s) => (busy[s]! += b * phase.rounds));
     bound += phaseLowerBound(stages, phase, c);

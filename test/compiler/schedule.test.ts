@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { formatDiagnostics, verifySchedule } from "../../compiler/index.js";
 import { makeContext, type Ir, type Phase, type ResolvedAdapter } from "../../compiler/ir.js";
 import { verify } from "../../compiler/passes/verify.js";
+import { interleavedSchedule } from "../../compiler/schedules/interleave.js";
 import { flushSchedule, type Interleave } from "../../compiler/schedules/pipeline.js";
 import { nodeHost } from "../../compiler/host.js";
 import { expectGolden } from "../helpers/golden.js";
@@ -39,6 +40,19 @@ describe("flush schedules", () => {
     expectGolden(`schedules/${name}-p4-a2-m4.txt`, render(phases));
   });
 
+  it("mlora on 4 stages, 2 adapters of 4 micro-batches, 3 steps each (golden)", () => {
+    const phases = interleavedSchedule([adapter(0, 4, 3), adapter(1, 4, 3)], 4);
+    expect(verifySchedule(4, 2, phases)).toEqual([]);
+    expect(phases.map((p) => [p.rounds, p.stepsPerRound])).toEqual([[1, 3]]);
+    expectGolden("schedules/mlora-p4-a2-m4.txt", render(phases));
+  });
+
+  it("mlora holds one step per round when the other adapters cannot cover the pipeline's depth", () => {
+    const phases = interleavedSchedule([adapter(0, 2, 6)], 4);
+    expect(phases.map((p) => [p.rounds, p.stepsPerRound])).toEqual([[6, 1]]);
+    expect(verifySchedule(4, 1, phases)).toEqual([]);
+  });
+
   it("1f1b keeps at most p - s micro-batches in flight on stage s", () => {
     const [phase] = flushSchedule([adapter(0, 8, 1)], 4, "1f1b", false);
     phase!.actions.forEach((list, s) => {
@@ -63,16 +77,16 @@ describe("flush schedules", () => {
   it("every plan of every schedule verifies (property)", () => {
     const job = fc.record({
       stages: fc.integer({ min: 1, max: 6 }),
-      adapters: fc.array(fc.record({ m: fc.integer({ min: 1, max: 6 }), steps: fc.integer({ min: 1, max: 5 }) }), { minLength: 1, maxLength: 5 }),
-      kind: fc.constantFrom(...KINDS),
+      adapters: fc.array(fc.record({ m: fc.integer({ min: 1, max: 6 }), steps: fc.integer({ min: 1, max: 40 }) }), { minLength: 1, maxLength: 5 }),
+      kind: fc.constantFrom(...KINDS, { name: "mlora", interleave: "1f1b" as Interleave, fused: false }),
     });
     fc.assert(
       fc.property(job, ({ stages, adapters, kind }) => {
         const list = adapters.map((a, i) => adapter(i, a.m, a.steps));
-        const phases = flushSchedule(list, stages, kind.interleave, kind.fused);
+        const phases = kind.name === "mlora" ? interleavedSchedule(list, stages) : flushSchedule(list, stages, kind.interleave, kind.fused);
         expect(verifySchedule(stages, list.length, phases)).toEqual([]);
-        const rounds = phases.reduce((n, p) => n + p.rounds, 0);
-        expect(rounds).toBe(Math.max(...adapters.map((a) => a.steps)));
+        const steps = phases.reduce((n, p) => n + p.rounds * p.stepsPerRound, 0);
+        expect(steps).toBe(Math.max(...adapters.map((a) => a.steps)));
       }),
       { numRuns: 300 },
     );
@@ -98,7 +112,7 @@ describe("the verifier catches corrupted plans", () => {
     { name: "a dropped send", edit: (p: Phase[]) => drop(p[0]!.actions[0]!, "SEND act mb0 to s1"), expect: /never sent on/ },
     { name: "backward before forward", edit: (p: Phase[]) => swap(p[0]!.actions[2]!, "F mb0", "B mb0"), expect: /runs before F mb0/ },
     { name: "a step before the last backward", edit: (p: Phase[]) => swap(p[0]!.actions[0]!, "B mb2", "STEP a0"), expect: /comes before B mb2/ },
-    { name: "a second step", edit: (p: Phase[]) => p[0]!.actions[1]!.push("STEP a0"), expect: /already stepped/ },
+    { name: "a second step", edit: (p: Phase[]) => p[0]!.actions[1]!.push("STEP a0"), expect: /already took its 1 step\(s\) this round/ },
     { name: "receives out of order", edit: (p: Phase[]) => swap(p[0]!.actions[2]!, "RECV act mb0 from s1", "RECV act mb1 from s1"), expect: /which sent mb0 first|runs before RECV/ },
     { name: "a receive from the wrong stage", edit: (p: Phase[]) => { const l = p[0]!.actions[2]!; l[l.indexOf("RECV act mb0 from s1")] = "RECV act mb0 from s0"; }, expect: /goes between s2 and s1/ },
     { name: "an unknown micro-batch", edit: (p: Phase[]) => p[0]!.actions[0]!.push("F mb99"), expect: /mb99 is not in the phase/ },
@@ -126,10 +140,11 @@ describe("the verifier catches corrupted plans", () => {
     // computing mb0's gradient.
     const phase: Phase = {
       rounds: 1,
+      stepsPerRound: 1,
       adapters: [0],
       microBatches: [
-        { id: 0, parts: [{ adapter: 0, index: 0, sequences: 1 }] },
-        { id: 1, parts: [{ adapter: 0, index: 1, sequences: 1 }] },
+        { id: 0, parts: [{ adapter: 0, step: 0, index: 0, sequences: 1 }] },
+        { id: 1, parts: [{ adapter: 0, step: 0, index: 1, sequences: 1 }] },
       ],
       actions: [
         ["F mb0", "SEND act mb0 to s1", "RECV grad mb0 from s1", "B mb0", "F mb1", "SEND act mb1 to s1", "RECV grad mb1 from s1", "B mb1", "STEP a0"],
@@ -157,21 +172,29 @@ describe("helpers", () => {
   });
 });
 
-describe("optimizer steps are collectives", () => {
-  it("a stage that steps an adapter before sending what another stage needs to reach that step deadlocks", () => {
-    // Stage 1 steps a0 before sending mb1's gradient; stage 0 needs that gradient before its STEP a0.
+describe("optimizer steps wait for the step's backwards on every stage", () => {
+  it("a stage may step as soon as every stage has run the step's backwards, wherever the others' STEPs are", () => {
+    // Stage 1 steps a0 before sending mb1's gradient; stage 0 has already run a0's backward.
     const phase: Phase = {
       rounds: 1,
+      stepsPerRound: 1,
       adapters: [0, 1],
       microBatches: [
-        { id: 0, parts: [{ adapter: 0, index: 0, sequences: 1 }] },
-        { id: 1, parts: [{ adapter: 1, index: 0, sequences: 1 }] },
+        { id: 0, parts: [{ adapter: 0, step: 0, index: 0, sequences: 1 }] },
+        { id: 1, parts: [{ adapter: 1, step: 0, index: 0, sequences: 1 }] },
       ],
       actions: [
         ["F mb0", "SEND act mb0 to s1", "F mb1", "SEND act mb1 to s1", "RECV grad mb0 from s1", "B mb0", "RECV grad mb1 from s1", "B mb1", "STEP a0", "STEP a1"],
         ["RECV act mb0 from s0", "F mb0", "B mb0", "SEND grad mb0 to s0", "STEP a0", "RECV act mb1 from s0", "F mb1", "B mb1", "SEND grad mb1 to s0", "STEP a1"],
       ],
     };
-    expect(verifySchedule(2, 2, [phase]).join("\n")).toMatch(/deadlock: .*stage 0, action 6 waits; .*stage 1, action 4 waits/);
+    expect(verifySchedule(2, 2, [phase])).toEqual([]);
+  });
+
+  it("a step of a later round's data before the update is refused", () => {
+    const phases = structuredClone(flushSchedule([adapter(0, 2, 2)], 2, "1f1b", false));
+    phases[0]!.stepsPerRound = 2;
+    phases[0]!.microBatches[1]!.parts[0]!.step = 1;
+    expect(verifySchedule(2, 1, phases).join("\n")).toMatch(/runs before adapter 0's step 0 was taken here|steps 1 time/);
   });
 });

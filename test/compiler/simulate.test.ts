@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { compile, type Summary } from "../../compiler/index.js";
 import type { ResolvedAdapter } from "../../compiler/ir.js";
+import { interleavedSchedule } from "../../compiler/schedules/interleave.js";
 import { flushSchedule } from "../../compiler/schedules/pipeline.js";
 import { simulate, type PhaseCosts } from "../../compiler/simulate/simulate.js";
 
@@ -34,6 +35,14 @@ describe("simulator against closed forms (equal stage costs, free communication)
     }
   });
 
+  it("mlora, 4 stages, 4 adapters of 4 micro-batches, 50 steps: idle at most 0.02", () => {
+    const list = [0, 1, 2, 3].map((i) => adapter(i, 4, 50));
+    const phases = interleavedSchedule(list, 4);
+    const sim = simulate(4, phases, phases.map((p) => uniform(4, p.microBatches.length, 4, 1, 2)));
+    expect(sim.idleFraction).toBeLessThanOrEqual(0.02);
+    expect(sim.makespanSeconds).toBeGreaterThanOrEqual(sim.lowerBoundSeconds);
+  });
+
   it("adapters one after another flush every step: the same fraction", () => {
     const phases = flushSchedule([adapter(0, 4, 5), adapter(1, 4, 5), adapter(2, 4, 5)], 4, "1f1b", false);
     const sim = simulate(4, phases, [uniform(4, 12, 3, 1, 2)]);
@@ -45,11 +54,11 @@ describe("simulator against closed forms (equal stage costs, free communication)
       fc.property(
         fc.integer({ min: 1, max: 5 }),
         fc.array(fc.record({ m: fc.integer({ min: 1, max: 5 }), steps: fc.integer({ min: 1, max: 4 }) }), { minLength: 1, maxLength: 4 }),
-        fc.constantFrom("1f1b", "gpipe", "batch"),
+        fc.constantFrom("1f1b", "gpipe", "batch", "mlora"),
         fc.array(fc.double({ min: 0.1, max: 3, noNaN: true }), { minLength: 4, maxLength: 4 }),
         (p, list, kind, [tf, tb, tt, ts]) => {
           const adapters = list.map((a, i) => adapter(i, a.m, a.steps));
-          const phases = flushSchedule(adapters, p, kind === "gpipe" ? "gpipe" : "1f1b", kind === "batch");
+          const phases = kind === "mlora" ? interleavedSchedule(adapters, p) : flushSchedule(adapters, p, kind === "gpipe" ? "gpipe" : "1f1b", kind === "batch");
           const costs = phases.map((ph) => {
             const c = uniform(p, ph.microBatches.length, adapters.length, tf!, tb!);
             c.transfer = c.transfer.map((row) => row.map(() => tt!));
@@ -91,5 +100,13 @@ describe("summary.json's cost fields", () => {
     expect(Math.abs(s.idleFraction - 3 / 7)).toBeLessThan(0.01);
     expect(s.makespanSeconds).toBeGreaterThanOrEqual(s.lowerBoundSeconds);
     expect(s.stages.every((st) => st.busySeconds > 0)).toBe(true);
+  });
+
+  it.each(["mlora", "auto"])("%s with 4 adapters on equal stages: idle at most 0.02, and auto no slower than any schedule", (schedule) => {
+    const s = summary(EQUAL_STAGES(schedule, 4));
+    expect(s.idleFraction).toBeLessThanOrEqual(0.02);
+    for (const other of ["1f1b", "gpipe", "batch", "mlora"]) {
+      expect(s.makespanSeconds).toBeLessThanOrEqual(summary(EQUAL_STAGES(other, 4)).makespanSeconds * (1 + 1e-9));
+    }
   });
 });

@@ -105,6 +105,9 @@ describe("training on the CPU engine", () => {
     ["gpipe", 4],
     ["1f1b", 4],
     ["batch", 4],
+    ["mlora", 2],
+    ["mlora", 3],
+    ["mlora", 4],
   ] as const)("%s on %i stages trains the same weights as one stage, one adapter after another", async (schedule, stages) => {
     expectSameAdapters(await train(plan(schedule, stages)), reference, `${schedule}/${stages}`, schedule === "batch");
   });

@@ -102,7 +102,8 @@ PhaseSpec read_phase(const Napi::Object& o, size_t index, size_t stages, size_t 
     std::vector<PhaseSpec::Part> list;
     for (uint32_t j = 0; j < parts.Length(); j++) {
       Napi::Object po = parts.Get(j).As<Napi::Object>();
-      PhaseSpec::Part part{static_cast<int>(js::integer(po, "adapter", w)), js::integer(po, "index", w), js::integer(po, "sequences", w)};
+      PhaseSpec::Part part{static_cast<int>(js::integer(po, "adapter", w)), js::integer(po, "step", w), js::integer(po, "index", w),
+                           js::integer(po, "sequences", w)};
       LF_CHECK(part.adapter >= 0 && static_cast<size_t>(part.adapter) < adapters, w << ": micro-batch " << i << " names adapter " << part.adapter);
       list.push_back(part);
     }

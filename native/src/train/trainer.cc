@@ -145,13 +145,15 @@ Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<
 
 Trainer::~Trainer() = default;
 
-MicroBatchRows Trainer::build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done) const {
+MicroBatchRows Trainer::build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const {
   MicroBatchRows rows;
   for (const PhaseSpec::Part& part : phase.micro_batches.at(static_cast<size_t>(mb))) {
     const AdapterSpec& a = spec_.adapters[static_cast<size_t>(part.adapter)];
     const AdapterData& d = a.data;
     const int64_t step = steps_done[static_cast<size_t>(part.adapter)];
     LF_CHECK(step < a.steps, "adapter " << a.name << " scheduled past its " << a.steps << " steps");
+    LF_CHECK(step == round_base[static_cast<size_t>(part.adapter)] + part.step,
+             "adapter " << a.name << ": a micro-batch of step " << part.step << " of the round runs after " << step - round_base[static_cast<size_t>(part.adapter)] << " steps");
     AdapterRows ar{part.adapter, rows.T, part.sequences * d.seq_len, 1.0 / std::max(1.0, d.step_tokens[static_cast<size_t>(step)])};
     for (int64_t i = 0; i < part.sequences; i++) {
       const int64_t in_step = part.index * part.sequences + i;  // which sequence of the step
@@ -169,6 +171,19 @@ MicroBatchRows Trainer::build_rows(const PhaseSpec& phase, int mb, const std::ve
     rows.parts.push_back(ar);
   }
   return rows;
+}
+
+// Posts this stage's squared gradient norms of an adapter's step, site by site.
+void Trainer::contribute_norm(int s, int adapter, int64_t step) {
+  const AdapterSpec& as = spec_.adapters[static_cast<size_t>(adapter)];
+  std::map<int64_t, double> squares;  // by global site id
+  for (const SiteState& site : stages_[static_cast<size_t>(s)]->sites[static_cast<size_t>(adapter)]) {
+    double sq = 0;
+    for (int64_t i = 0; i < as.rank * site.in; i++) sq += double(site.dA[i]) * site.dA[i];
+    for (int64_t i = 0; i < site.out * as.rank; i++) sq += double(site.dB[i]) * site.dB[i];
+    squares[site.id] = sq;
+  }
+  reducer_.contribute(adapter, step, squares);
 }
 
 // Each stage adds its sites; the last to do so hands the whole adapter to on_checkpoint.
@@ -204,6 +219,11 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
   for (size_t p = 0; p < spec_.phases.size(); p++) {
     const PhaseSpec& phase = spec_.phases[p];
     for (int64_t r = 0; r < phase.rounds; r++) {
+      const std::vector<int64_t> round_base = steps_done;
+      // Backwards still to run on this stage per (adapter, step of the round): when the last one
+      // is done, the stage posts its part of the adapter's gradient norm.
+      std::map<std::pair<int, int64_t>, int64_t> pending;
+      for (const auto& parts : phase.micro_batches) for (const auto& part : parts) pending[{part.adapter, part.step}]++;
       std::map<int, MicroBatchRows> rows;
       std::map<int, std::vector<float>> act_in, act_out, grad_in, grad_out;
       // A micro-batch's key is unique over the run: it tags stashes and messages.
@@ -213,7 +233,7 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
         double waited = 0;  // of this action's time, how much was spent blocked on other stages
         switch (action.op) {
           case Op::kF: {
-            MicroBatchRows& mr = rows[action.mb] = build_rows(phase, action.mb, steps_done);
+            MicroBatchRows& mr = rows[action.mb] = build_rows(phase, action.mb, steps_done, round_base);
             std::vector<float>& out = act_out[action.mb];
             if (s != last) out.resize(static_cast<size_t>(mr.T * C));
             stage.forward(key(action.mb), mr, s == 0 ? nullptr : act_in.at(action.mb).data(), out.data());
@@ -229,6 +249,9 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             if (s != 0) out.resize(static_cast<size_t>(mr.T * C));
             stage.backward(key(action.mb), mr, s == last ? nullptr : grad_in.at(action.mb).data(), s == 0 ? nullptr : out.data());
             grad_in.erase(action.mb);
+            for (const auto& part : phase.micro_batches[static_cast<size_t>(action.mb)]) {
+              if (--pending[{part.adapter, part.step}] == 0) contribute_norm(s, part.adapter, round_base[static_cast<size_t>(part.adapter)] + part.step);
+            }
             rows.erase(action.mb);
             break;
           }
@@ -250,15 +273,8 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             const int a = action.peer;
             const AdapterSpec& as = spec_.adapters[static_cast<size_t>(a)];
             const int64_t k = steps_done[static_cast<size_t>(a)];
-            std::map<int64_t, double> squares;  // by global site id
-            for (const SiteState& site : state.sites[static_cast<size_t>(a)]) {
-              double sq = 0;
-              for (int64_t i = 0; i < as.rank * site.in; i++) sq += double(site.dA[i]) * site.dA[i];
-              for (int64_t i = 0; i < site.out * as.rank; i++) sq += double(site.dB[i]) * site.dB[i];
-              squares[site.id] = sq;
-            }
             const auto reduce_started = Clock::now();
-            const double norm = std::sqrt(reducer_.all_reduce(a, k, squares));
+            const double norm = std::sqrt(reducer_.wait(a, k));
             waited = seconds_since(reduce_started);
             const double coef = clip_coefficient(as.optimizer.clip, norm);
             const double lr = learning_rate(as.optimizer, k, as.schedule_steps);

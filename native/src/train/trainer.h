@@ -1,7 +1,8 @@
 // trainer.h: executes a compiled plan on CPU threads, one worker per stage, each running its
 // stage's action list exactly as compiled, round after round, phase after phase. Workers talk
-// through the in-process transport (activations forward, gradients back) and meet at every
-// STEP to sum the adapter's squared gradient norm for clipping.
+// through the in-process transport (activations forward, gradients back). After its last
+// backward of an adapter's step a stage posts its share of the adapter's squared gradient norm;
+// the STEP waits for every stage's share (the global-norm clip) and then updates.
 #pragma once
 #include <array>
 #include <atomic>
@@ -59,6 +60,7 @@ struct PhaseSpec {
   std::vector<int> adapters;
   struct Part {
     int adapter;
+    int64_t step;  // which of the adapter's steps in the round
     int64_t index, sequences;
   };
   std::vector<std::vector<Part>> micro_batches;  // by id
@@ -121,8 +123,9 @@ class Trainer {
   struct StageState;
 
   void worker(int stage, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
+  void contribute_norm(int stage, int adapter, int64_t step);
   void contribute_checkpoint(int stage, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
-  MicroBatchRows build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done) const;
+  MicroBatchRows build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const;
 
   TrainSpec spec_;
   std::vector<std::unique_ptr<StageState>> stages_;

@@ -68,16 +68,24 @@ class StageReducer {
  public:
   explicit StageReducer(int stages) : stages_(stages) {}
 
-  double all_reduce(int adapter, int64_t step, const std::map<int64_t, double>& by_site) {
+  // Posts a stage's terms; does not wait.
+  void contribute(int adapter, int64_t step, const std::map<int64_t, double>& by_site) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& slot = slots_[{adapter, step}];
+      slot.terms.insert(by_site.begin(), by_site.end());
+      if (++slot.arrived == stages_) {
+        for (const auto& [site, value] : slot.terms) slot.sum += value;
+        slot.done = true;
+      }
+    }
+    cv_.notify_all();
+  }
+
+  // The sum, once every stage has contributed.
+  double wait(int adapter, int64_t step) {
     std::unique_lock<std::mutex> lock(mu_);
     auto& slot = slots_[{adapter, step}];
-    slot.terms.insert(by_site.begin(), by_site.end());
-    slot.arrived++;
-    if (slot.arrived == stages_) {
-      for (const auto& [site, value] : slot.terms) slot.sum += value;
-      slot.done = true;
-      cv_.notify_all();
-    }
     cv_.wait(lock, [&] { return aborted_ || slot.done; });
     LF_CHECK(!aborted_, "stopped waiting for the gradient norm of adapter " << adapter << ": another stage failed");
     const double sum = slot.sum;
