@@ -2,7 +2,8 @@
  * `npm run bench:cpu`: training throughput of the CPU engine, side by side in one process with
  * this machine's own float GEMM rate (OpenBLAS when the build found it, else the portable
  * kernel). A model with hidden 512 over 2 stages, 4 rank-16 adapters on q/k/v/o (the mLoRA
- * setting, scaled down), trained fused (`batch`) and one adapter at a time (`1f1b`).
+ * setting, scaled down), trained fused (`batch`), one adapter at a time (`1f1b`) and interleaved
+ * without flushes (`mlora`).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -66,6 +67,7 @@ async function measure(schedule: string): Promise<{ run: RunResult; tokens: numb
 
 const fused = await measure("batch");
 const sequential = await measure("1f1b");
+const interleaved = await measure("mlora");
 const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
 
 console.log(`CPU engine, ${native.build.blas} GEMM, ${cores} cores`);
@@ -76,6 +78,7 @@ console.log(`  model: hidden ${HIDDEN}, ${LAYERS} layers, ffn ${FFN}, vocab ${VO
 for (const [name, m] of [
   ["fused (batch)", fused],
   ["one adapter at a time (1f1b)", sequential],
+  ["interleaved, no flush (mlora)", interleaved],
 ] as const) {
   console.log(`  ${name}: ${Math.round(m.tokens / m.seconds)} tokens/s, ${m.gflops.toFixed(1)} GFLOP/s = ${(m.gflops / sgemm).toFixed(2)} of the machine's sgemm`);
   console.log(`    per worker while busy: ${m.busyGflops.toFixed(1)} GFLOP/s = ${(m.busyGflops / sgemmOne).toFixed(2)} of one thread's sgemm (the rest is pipeline idle time)`);

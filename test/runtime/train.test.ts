@@ -208,3 +208,17 @@ describe("callbacks", () => {
     await expect(run).rejects.toThrow(/during training: listener broke/);
   });
 });
+
+describe("--max-steps on a plan whose rounds chain several steps", () => {
+  it.each([1, 3, 5, 9])("stops after %i steps with the weights of an uninterrupted run's step", async (n) => {
+    const p = plan("mlora", 4);
+    expect(p.schedule.phases[0]!.stepsPerRound).toBeGreaterThan(1);
+    const cut = await train(p, n);
+    expect(cut.adapters.map((a) => a.steps)).toEqual([n, Math.min(n, 8), n]);
+    // The same steps as the 1-stage flush schedule stopped at n.
+    const reference = await train(plan("1f1b", 1), n);
+    cut.adapters.forEach((a, i) => {
+      for (const [site, w] of Object.entries(a.sites)) expect(Array.from(w.A)).toEqual(Array.from(reference.adapters[i]!.sites[site]!.A));
+    });
+  });
+});
