@@ -1,6 +1,7 @@
 import type { MicroBatch, Phase, ResolvedAdapter } from "../ir.js";
 import { formatAction } from "../plan/actions.js";
 import { phaseBoundaries } from "./phases.js";
+import { streamActions } from "./stream.js";
 
 /** Longest stream of micro-batches in one round: keeps plans small, fill and drain negligible. */
 export const MAX_STREAM = 256;
@@ -43,28 +44,13 @@ function round(members: ResolvedAdapter[], active: number[], stages: number, ste
       }
     }
   }
-  const n = microBatches.length;
+  const ids = microBatches.map((m) => m.id);
   const actions = Array.from({ length: stages }, (_, s) => {
-    const out: string[] = [];
-    const forward = (mb: number) => {
+    const beforeForward = (mb: number) => {
       const adapter = opens.get(mb);
-      if (adapter !== undefined) out.push(formatAction({ op: "STEP", adapter }));
-      if (s > 0) out.push(formatAction({ op: "RECV", what: "act", mb, peer: s - 1 }));
-      out.push(formatAction({ op: "F", mb }));
-      if (s < stages - 1) out.push(formatAction({ op: "SEND", what: "act", mb, peer: s + 1 }));
+      return adapter === undefined ? [] : [formatAction({ op: "STEP", adapter })];
     };
-    const backward = (mb: number) => {
-      if (s < stages - 1) out.push(formatAction({ op: "RECV", what: "grad", mb, peer: s + 1 }));
-      out.push(formatAction({ op: "B", mb }));
-      if (s > 0) out.push(formatAction({ op: "SEND", what: "grad", mb, peer: s - 1 }));
-    };
-    const warmup = Math.min(stages - 1 - s, n);
-    for (let j = 0; j < warmup; j++) forward(j);
-    for (let j = 0; j < n - warmup; j++) {
-      forward(warmup + j);
-      backward(j);
-    }
-    for (let j = n - warmup; j < n; j++) backward(j);
+    const out = streamActions(ids, s, stages, stages - 1 - s, beforeForward);
     for (const a of members) out.push(formatAction({ op: "STEP", adapter: a.index }));
     return out;
   });

@@ -1,6 +1,7 @@
 import type { MicroBatch, Phase, ResolvedAdapter } from "../ir.js";
 import { formatAction } from "../plan/actions.js";
 import { phaseBoundaries } from "./phases.js";
+import { streamActions } from "./stream.js";
 
 /**
  * A flush unit: micro-batches pushed through the pipeline together, then the optimizer steps
@@ -13,33 +14,11 @@ interface Unit {
 
 export type Interleave = "1f1b" | "gpipe";
 
-/**
- * One stage's actions for one unit. 1F1B: stage s runs min(p-1-s, n) forwards ahead, then
- * alternates forward and backward, then drains; GPipe: all forwards, then all backwards.
- */
+/** One stage's actions for one unit: its micro-batches (1F1B or GPipe), then the unit's steps. */
 function stageActions(unit: Unit, stage: number, stages: number, interleave: Interleave): string[] {
-  const out: string[] = [];
   const ids = unit.microBatches.map((m) => m.id);
-  const n = ids.length;
-  const forward = (mb: number) => {
-    if (stage > 0) out.push(formatAction({ op: "RECV", what: "act", mb, peer: stage - 1 }));
-    out.push(formatAction({ op: "F", mb }));
-    if (stage < stages - 1) out.push(formatAction({ op: "SEND", what: "act", mb, peer: stage + 1 }));
-  };
-  const backward = (mb: number) => {
-    if (stage < stages - 1) out.push(formatAction({ op: "RECV", what: "grad", mb, peer: stage + 1 }));
-    out.push(formatAction({ op: "B", mb }));
-    if (stage > 0) out.push(formatAction({ op: "SEND", what: "grad", mb, peer: stage - 1 }));
-  };
-  const warmup = interleave === "gpipe" ? n : Math.min(stages - 1 - stage, n);
-  for (let j = 0; j < warmup; j++) forward(ids[j]!);
-  for (let j = 0; j < n - warmup; j++) {
-    forward(ids[warmup + j]!);
-    backward(ids[j]!);
-  }
-  for (let j = n - warmup; j < n; j++) backward(ids[j]!);
-  for (const adapter of unit.steps) out.push(formatAction({ op: "STEP", adapter }));
-  return out;
+  const warmup = interleave === "gpipe" ? ids.length : stages - 1 - stage;
+  return [...streamActions(ids, stage, stages, warmup), ...unit.steps.map((adapter) => formatAction({ op: "STEP", adapter }))];
 }
 
 function microBatchesOf(adapter: ResolvedAdapter, nextId: () => number): MicroBatch[] {
