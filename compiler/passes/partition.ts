@@ -62,7 +62,10 @@ export const partition: Pass = {
     const headWeights = baseWeightBytes(model.arch, { index: 0, device: 0, blocks: [0, 0], embedding: false, head: true }, bytes);
     const headStash = stashOf({ index: 0, device: 0, blocks: [0, 0], embedding: false, head: true });
     const depth = Math.max(...adapters.map((a) => a.microBatchesPerStep));
-    const inFlight = (s: number, p: number) => (plan.schedule === "gpipe" ? depth : Math.min(p - s, depth));
+    // Micro-batches a stage keeps in flight: GPipe all of a step's; flushing 1F1B at most p - s of
+    // them; an interleaved stream (mlora, and auto, which may pick it) p - s.
+    const inFlight = (s: number, p: number) =>
+      plan.schedule === "gpipe" ? depth : plan.schedule === "mlora" || plan.schedule === "auto" ? p - s : Math.min(p - s, depth);
     const memory: BalanceProblem["memory"] = (first, last, s, p) =>
       fixed[last]! - fixed[first]! + inFlight(s, p) * (stash[last]! - stash[first]!) + (s === 0 ? embedding : 0) + (s === p - 1 ? headWeights + inFlight(s, p) * headStash : 0);
     const problem = (p: number): BalanceProblem => ({ blockSeconds, embeddingSeconds: 0, headSeconds, stages: p, memory, capacity: device.memoryBytes });
