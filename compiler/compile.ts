@@ -3,6 +3,7 @@ import { hasErrors, type Diagnostic } from "../dsl/index.js";
 import { runPasses } from "./driver.js";
 import { nodeHost, type CompileHost } from "./host.js";
 import { makeContext, type CompileOptions, type Ir } from "./ir.js";
+import { scheduleSvg as scheduleSvg_ } from "./emit/schedule-svg.js";
 import { buildPlan, buildSummary } from "./plan/build.js";
 import type { Plan, Summary } from "./plan/schema.js";
 
@@ -23,6 +24,8 @@ export interface CompileResult {
   /** Absent when there are errors. */
   plan?: Plan;
   summary?: Summary;
+  /** The schedule picture (SVG), with the plan. */
+  scheduleSvg?: string;
   /** Errors and warnings, in source order. */
   diagnostics: Diagnostic[];
 }
@@ -48,5 +51,6 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   const jobFile = request.fileName ? path.resolve(request.fileName) : null;
   const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
   const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100);
-  return { plan, summary, diagnostics };
+  const scheduleSvg = ir.timeline && ir.simulation ? scheduleSvg_(plan, ir.timeline, ir.simulation) : undefined;
+  return { plan, summary, diagnostics, ...(scheduleSvg !== undefined && { scheduleSvg }) };
 }

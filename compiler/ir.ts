@@ -7,7 +7,7 @@ import type { TargetModule } from "./models/llama.js";
 import type { Graph } from "./models/llama-graph.js";
 import type { WeightsInfo } from "./models/weights.js";
 import type { StageMemory } from "./cost/memory.js";
-import type { Simulation } from "./simulate/simulate.js";
+import type { Simulation, TimelineEvent } from "./simulate/simulate.js";
 
 export interface ResolvedModel {
   name: string;
@@ -85,6 +85,8 @@ export interface Ir {
   stages?: StageAssignment[];
   schedule?: Schedule;
   simulation?: Simulation;
+  /** The first rounds of the first phase as simulated, action by action. */
+  timeline?: TimelineEvent[];
   /** Per stage, its peak memory. */
   memory?: StageMemory[];
 }

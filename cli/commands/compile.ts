@@ -52,6 +52,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
     writeFilesAtomically(dir, {
       "plan.json": JSON.stringify(result.plan, null, 2) + "\n",
       "summary.json": JSON.stringify(result.summary, null, 2) + "\n",
+      ...(result.scheduleSvg !== undefined && { "schedule.svg": result.scheduleSvg }),
     });
   } catch (e) {
     process.stderr.write(`loraflow: cannot write ${dir}: ${(e as Error).message}\n`);
@@ -59,7 +60,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
   }
   if (print && flags.json) process.stdout.write(JSON.stringify(result.summary, null, 2) + "\n");
   else if (print && flags.dumpIr === undefined) {
-    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")} and ${path.join(dir, "summary.json")}\n`);
+    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, summary.json and schedule.svg\n`);
   }
   return { plan: result.plan, summary: result.summary, dir };
 }

@@ -25,8 +25,10 @@ function blockLabel(block: BlockAst): string {
 function checkModel(block: BlockAst, ctx: PassContext): ModelSpec {
   const v = new BodyValues(block.body, ctx);
   const where = blockLabel(block);
+  // Upper bounds keep planning time bounded whatever is typed; real models are far below them.
+  const LIMITS: Record<string, number> = { layers: 1024, hidden: 1 << 20, heads: 4096, kv_heads: 4096, head_dim: 1 << 16, ffn: 1 << 22, vocab: 1 << 24, max_seq: 1 << 24 };
   const positive = (key: string) => {
-    const n = v.ranged(key, 0, where, { min: 1 });
+    const n = v.ranged(key, 0, where, { min: 1, max: LIMITS[key]! });
     return n > 0 ? n : undefined;
   };
   const inline: Partial<LlamaArch> = {};
@@ -109,8 +111,11 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
   const where = `adapter "${name}"`;
   const rank = v.number("rank") ?? 8;
   if (rank < 1) ctx.report("rankBounds", `${where}: rank ${rank} is below 1`, v.spans["rank"]);
-  const batch = v.ranged("batch", 8, where, { min: 1 });
+  const batch = v.ranged("batch", 8, where, { min: 1, max: 1 << 16 });
   const microBatch = v.ranged("micro_batch", 1, where, { min: 1 });
+  if (batch / microBatch > 4096) {
+    ctx.report("outOfRange", `${where}: ${batch / microBatch} micro-batches per step; at most 4096 (raise micro_batch)`, v.spans["micro_batch"] ?? v.spans["batch"]);
+  }
   if (batch % microBatch !== 0) {
     ctx.report("microBatchDivides", `${where}: micro_batch ${microBatch} does not divide batch ${batch}`, v.spans["micro_batch"]);
   }
@@ -197,8 +202,8 @@ function checkCluster(block: BlockAst | undefined, ctx: PassContext): ClusterSpe
         bytesPerSecond: v.has("link") ? (v.number("link", 1) ?? base.link.bytesPerSecond) : base.link.bytesPerSecond,
       },
     },
-    gpusPerNode: v.ranged("gpus", 1, where, { min: 1 }),
-    nodes: v.ranged("nodes", 1, where, { min: 1 }),
+    gpusPerNode: v.ranged("gpus", 1, where, { min: 1, max: 1024 }),
+    nodes: v.ranged("nodes", 1, where, { min: 1, max: 4096 }),
     netBytesPerSecond: v.ranged("net", DEFAULT_NET_BYTES_PER_SECOND, where, { min: 0, exclusiveMin: true }),
   };
 }
@@ -208,7 +213,7 @@ function checkPlan(block: BlockAst | undefined, ctx: PassContext): PlanSpec {
   const spec: PlanSpec = {
     spans: v?.spans ?? {},
     schedule: (ctx.options.schedule ?? v?.text("schedule") ?? "auto") as ScheduleName,
-    stages: ctx.options.stages ?? (v?.number("stages") !== undefined ? v.ranged("stages", 1, "plan", { min: 1 }) : "auto"),
+    stages: ctx.options.stages ?? (v?.number("stages") !== undefined ? v.ranged("stages", 1, "plan", { min: 1, max: 4096 }) : "auto"),
     recompute: v?.bool("recompute") ?? false,
   };
   if (block) spec.span = block.kindSpan;

@@ -1,6 +1,6 @@
 import { DTYPE_BYTES, LINK_LATENCY_SECONDS, seconds, stageWork } from "../cost/model.js";
 import type { Ir, Pass, ResolvedAdapter, Schedule } from "../ir.js";
-import { simulate as run, type PhaseCosts, type Simulation } from "../simulate/simulate.js";
+import { phaseTimeline, simulate as run, type PhaseCosts, type Simulation } from "../simulate/simulate.js";
 
 /** LoRA parameters of an adapter in layer blocks [first, last): attention modules in even blocks. */
 function loraParameters(a: ResolvedAdapter, blocks: [number, number]): number {
@@ -13,6 +13,11 @@ function loraParameters(a: ResolvedAdapter, blocks: [number, number]): number {
 
 /** Prices every action of `schedule` with the cost model and simulates it. */
 export function simulateSchedule(ir: Ir, schedule: Schedule): Simulation {
+  return run(ir.stages!.length, schedule.phases, priceSchedule(ir, schedule));
+}
+
+/** Seconds of every action of `schedule`, phase by phase. */
+export function priceSchedule(ir: Ir, schedule: Schedule): PhaseCosts[] {
     const { model, adapters, stages, job } = ir as Required<Ir>;
     const device = job.cluster.device;
     const bytes = DTYPE_BYTES[model.dtype];
@@ -50,7 +55,7 @@ export function simulateSchedule(ir: Ir, schedule: Schedule): Simulation {
       }
       return c;
     });
-    return run(stages.length, schedule.phases, costs);
+    return costs;
 }
 
 /**
@@ -61,6 +66,10 @@ export const simulate: Pass = {
   name: "simulate",
   needs: ["schedule", "stages", "adapters", "model", "job"],
   run(ir) {
-    return { ...ir, simulation: simulateSchedule(ir, ir.schedule!) };
+    const costs = priceSchedule(ir, ir.schedule!);
+    const phases = ir.schedule!.phases;
+    // What the picture shows: the first phase's first two rounds.
+    const timeline = phaseTimeline(ir.stages!.length, phases[0]!, costs[0]!, 2);
+    return { ...ir, simulation: run(ir.stages!.length, phases, costs), timeline };
   },
 };

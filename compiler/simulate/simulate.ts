@@ -19,6 +19,16 @@ export interface Simulation {
   lowerBoundSeconds: number;
 }
 
+/** One action as the simulator ran it, for pictures and traces. */
+export interface TimelineEvent {
+  stage: number;
+  op: "F" | "B" | "STEP";
+  mb: number;
+  adapter: number;
+  start: number;
+  end: number;
+}
+
 interface RoundsResult {
   /** When the last stage finished each round. */
   ends: number[];
@@ -32,7 +42,7 @@ interface RoundsResult {
  * later; a receive waits for arrival; an adapter's STEP waits until every stage has finished
  * that step's backwards (their shares of the gradient norm), then takes its cost.
  */
-function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number): RoundsResult {
+function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number, timeline?: TimelineEvent[]): RoundsResult {
   const clock = new Array<number>(stages).fill(0);
   const busy = new Array<number>(stages).fill(0);
   const ends = new Array<number>(rounds).fill(0);
@@ -63,6 +73,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
         const r = round[s]!;
         if (a.op === "F" || a.op === "B") {
           const cost = (a.op === "F" ? costs.forward : costs.backward)[s]![a.mb]!;
+          timeline?.push({ stage: s, op: a.op, mb: a.mb, adapter: parts.get(a.mb)![0]!.adapter, start: clock[s]!, end: clock[s]! + cost });
           clock[s]! += cost;
           if (r === 0) busy[s]! += cost;
           if (a.op === "B") {
@@ -86,6 +97,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           if (!v.count.every((c) => c >= need)) break;
           const cost = costs.step[s]![a.adapter]!;
           clock[s] = Math.max(clock[s]!, ...v.at) + cost;
+          timeline?.push({ stage: s, op: "STEP", mb: -1, adapter: a.adapter, start: clock[s]! - cost, end: clock[s]! });
           if (r === 0) busy[s]! += cost;
           taken[s]!.set(`${r} ${a.adapter}`, j + 1);
         }
@@ -109,6 +121,13 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
  * of a phase repeat, so a phase of R rounds takes its first round's time plus R - 1 times the
  * steady-state round (the second round's increment); phases follow one another.
  */
+/** The first `rounds` rounds of a phase, action by action. */
+export function phaseTimeline(stages: number, phase: VerifiablePhase, costs: PhaseCosts, rounds: number): TimelineEvent[] {
+  const events: TimelineEvent[] = [];
+  runRounds(stages, phase, phase.actions.map((list) => list.map((t) => parseAction(t)!)), costs, Math.min(rounds, phase.rounds), events);
+  return events;
+}
+
 export function simulate(stages: number, phases: readonly VerifiablePhase[], costs: readonly PhaseCosts[]): Simulation {
   let makespan = 0;
   const busy = new Array<number>(stages).fill(0);

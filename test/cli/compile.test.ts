@@ -21,12 +21,13 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 describe("loraflow compile", () => {
-  it("writes plan.json and summary.json to out/<job name> and prints what it planned", () => {
+  it("writes plan.json, summary.json and schedule.svg to out/<job name> and prints what it planned", () => {
     const r = loraflow("compile", "examples/tiny.lf");
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/schedule 1f1b over 2 stages/);
-    expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json and out\/tiny\/summary\.json/);
+    expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json, summary\.json and schedule\.svg/);
+    expect(fs.existsSync(path.join(work, "out/tiny/schedule.svg"))).toBe(true);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
     expect(plan.format).toBe("loraflow.plan/1");
     expect(plan.adapters[0].data.path).toBe("../../examples/data/count.jsonl");

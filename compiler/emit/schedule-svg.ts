@@ -1,0 +1,85 @@
+import type { Plan } from "../plan/schema.js";
+import type { Simulation, TimelineEvent } from "../simulate/simulate.js";
+
+/** Distinct hues that stay apart for the first dozen adapters, then cycle. */
+const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c"];
+
+const escape = (text: string) => text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+
+function niceStep(span: number, ticks: number): number {
+  const raw = span / ticks;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? 10 * power;
+}
+
+function formatTime(seconds: number): string {
+  if (seconds === 0) return "0";
+  if (seconds >= 100) return `${Math.round(seconds)} s`;
+  if (seconds >= 1) return `${seconds.toPrecision(3)} s`;
+  if (seconds >= 1e-3) return `${(seconds * 1e3).toPrecision(3)} ms`;
+  return `${(seconds * 1e6).toPrecision(3)} µs`;
+}
+
+/**
+ * The schedule as a picture: one row per stage, time to the right, a box per forward (solid)
+ * and backward (lighter, outlined) coloured by adapter, a black bar per optimizer step, and a
+ * legend. It shows the first rounds of the first phase, as the simulator ran them.
+ */
+export function scheduleSvg(plan: Plan, timeline: readonly TimelineEvent[], simulation: Simulation): string {
+  const stages = plan.stages.length;
+  const left = 70;
+  const top = 56;
+  const row = 34;
+  const width = 1200;
+  const plotWidth = width - left - 20;
+  const end = Math.max(1e-12, ...timeline.map((e) => e.end));
+  const x = (t: number) => left + (t / end) * plotWidth;
+  const legendTop = top + stages * row + 34;
+  const adapters = plan.adapters.map((a, i) => ({ name: a.name, color: PALETTE[i % PALETTE.length]! }));
+  const legendRows = Math.ceil((adapters.length + 3) / 6);
+  const height = legendTop + legendRows * 22 + 16;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
+  out.push(
+    `<text x="${left}" y="22" font-size="15" font-weight="bold">${escape(`${plan.model.name}: ${plan.schedule.name} on ${stages} stage${stages === 1 ? "" : "s"}`)}</text>`,
+    `<text x="${left}" y="40" fill="#555">${escape(
+      `idle ${(100 * simulation.idleFraction).toFixed(1)}% of the job; makespan ${formatTime(simulation.makespanSeconds)} (bound ${formatTime(simulation.lowerBoundSeconds)}); showing the first rounds`,
+    )}</text>`,
+  );
+  const step = niceStep(end, 8);
+  for (let t = 0; t <= end + 1e-12; t += step) {
+    out.push(`<line x1="${x(t).toFixed(1)}" y1="${top - 4}" x2="${x(t).toFixed(1)}" y2="${top + stages * row}" stroke="#e5e5e5"/>`);
+    out.push(`<text x="${x(t).toFixed(1)}" y="${top + stages * row + 16}" text-anchor="middle" fill="#555">${escape(formatTime(t))}</text>`);
+  }
+  for (let s = 0; s < stages; s++) {
+    out.push(`<text x="${left - 10}" y="${top + s * row + row / 2 + 4}" text-anchor="end">stage ${s}</text>`);
+  }
+  for (const e of timeline) {
+    const y = top + e.stage * row + 4;
+    const w = Math.max(0.5, x(e.end) - x(e.start));
+    const color = adapters[e.adapter]?.color ?? "#999";
+    if (e.op === "STEP") {
+      out.push(`<rect x="${x(e.start).toFixed(2)}" y="${y - 2}" width="${Math.max(2, w).toFixed(2)}" height="${row - 4}" fill="#111"><title>${escape(`stage ${e.stage}: STEP ${adapters[e.adapter]?.name}`)}</title></rect>`);
+      continue;
+    }
+    const forward = e.op === "F";
+    out.push(
+      `<rect x="${x(e.start).toFixed(2)}" y="${y}" width="${w.toFixed(2)}" height="${row - 8}" fill="${color}" fill-opacity="${forward ? 1 : 0.45}" stroke="${forward ? "white" : color}" stroke-width="${forward ? 0.5 : 1}">` +
+        `<title>${escape(`stage ${e.stage}: ${e.op} mb${e.mb} (${adapters[e.adapter]?.name}), ${formatTime(e.start)} to ${formatTime(e.end)}`)}</title></rect>`,
+    );
+  }
+  const items = [
+    ...adapters.map((a) => ({ label: a.name, swatch: `fill="${a.color}"` })),
+    { label: "forward", swatch: `fill="#777"` },
+    { label: "backward", swatch: `fill="#777" fill-opacity="0.45" stroke="#777"` },
+    { label: "optimizer step", swatch: `fill="#111"` },
+  ];
+  items.forEach((item, i) => {
+    const lx = left + (i % 6) * 180;
+    const ly = legendTop + Math.floor(i / 6) * 22;
+    out.push(`<rect x="${lx}" y="${ly - 11}" width="18" height="12" ${item.swatch}/>`, `<text x="${lx + 24}" y="${ly}">${escape(item.label)}</text>`);
+  });
+  out.push("</svg>");
+  return out.join("\n") + "\n";
+}
