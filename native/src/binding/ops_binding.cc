@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "binding/js_args.h"
 #include "core/check.h"
 #include "model/lora.h"
 #include "model/ops.h"
@@ -24,34 +25,17 @@ struct OpCall {
   bool backward;
   Vec dout;
 
-  int64_t integer(const char* key) const {
-    LF_CHECK(params.Has(key) && params.Get(key).IsNumber(), "op parameter `" << key << "` is missing");
-    return params.Get(key).As<Napi::Number>().Int64Value();
+  // Parameters and inputs are read with js_args.h's checked readers.
+  int64_t integer(const char* key) const { return js::integer(params, key, "op parameters"); }
+  double number(const char* key) const { return js::number(params, key, "op parameters"); }
+  Vec doubles(const char* key, int64_t expected) const {
+    return js::doubles(js::field(inputs, key, "op inputs"), expected, std::string("op input `") + key + "`");
   }
-  double number(const char* key) const {
-    LF_CHECK(params.Has(key) && params.Get(key).IsNumber(), "op parameter `" << key << "` is missing");
-    return params.Get(key).As<Napi::Number>().DoubleValue();
+  std::vector<int32_t> ints(const char* key, int64_t expected) const {
+    return js::ints(js::field(inputs, key, "op inputs"), expected, std::string("op input `") + key + "`");
   }
-  Vec doubles(const char* key, size_t expected) const {
-    LF_CHECK(inputs.Has(key) && inputs.Get(key).IsTypedArray(), "op input `" << key << "` is missing");
-    auto arr = inputs.Get(key).As<Napi::Float64Array>();
-    LF_CHECK(arr.TypedArrayType() == napi_float64_array, "op input `" << key << "` must be a Float64Array");
-    LF_CHECK(arr.ElementLength() == expected, "op input `" << key << "` has " << arr.ElementLength() << " elements, expected " << expected);
-    return Vec(arr.Data(), arr.Data() + expected);
-  }
-  std::vector<int32_t> ints(const char* key, size_t expected) const {
-    LF_CHECK(inputs.Has(key) && inputs.Get(key).IsTypedArray(), "op input `" << key << "` is missing");
-    auto arr = inputs.Get(key).As<Napi::Int32Array>();
-    LF_CHECK(arr.TypedArrayType() == napi_int32_array, "op input `" << key << "` must be an Int32Array");
-    LF_CHECK(arr.ElementLength() == expected, "op input `" << key << "` has " << arr.ElementLength() << " elements, expected " << expected);
-    return std::vector<int32_t>(arr.Data(), arr.Data() + expected);
-  }
-  std::vector<uint64_t> keys(const char* key, size_t expected) const {
-    LF_CHECK(inputs.Has(key) && inputs.Get(key).IsTypedArray(), "op input `" << key << "` is missing");
-    auto arr = inputs.Get(key).As<Napi::BigUint64Array>();
-    LF_CHECK(arr.TypedArrayType() == napi_biguint64_array, "op input `" << key << "` must be a BigUint64Array");
-    LF_CHECK(arr.ElementLength() == expected, "op input `" << key << "` has " << arr.ElementLength() << " elements, expected " << expected);
-    return std::vector<uint64_t>(arr.Data(), arr.Data() + expected);
+  std::vector<uint64_t> keys(const char* key, int64_t expected) const {
+    return js::keys(js::field(inputs, key, "op inputs"), expected, std::string("op input `") + key + "`");
   }
   const double* dy(size_t expected) const {
     LF_CHECK(dout.size() == expected, "dout has " << dout.size() << " elements, expected " << expected);
