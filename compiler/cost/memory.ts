@@ -5,10 +5,14 @@
  * walking the stage's action list (a forward stashes, its backward frees). With `recompute`, a
  * block stashes only its input and recomputes the rest in backward.
  */
-import type { Action } from "../plan/actions.js";
-import type { MicroBatch, ResolvedAdapter, StageAssignment } from "../ir.js";
+import { parseAction, type Action } from "../plan/actions.js";
+import type { MicroBatch, Phase, ResolvedAdapter, StageAssignment } from "../ir.js";
 import type { LlamaArch } from "../job.js";
 import { targetModules } from "../models/llama.js";
+
+/** What the memory model reads of an adapter (a compiled plan's adapters carry as much). */
+export type MemoryAdapter = Pick<ResolvedAdapter, "rank" | "seqLen" | "modules"> & { optimizer: Pick<ResolvedAdapter["optimizer"], "kind" | "momentum"> };
+type MemoryStage = Pick<StageAssignment, "index" | "blocks" | "embedding" | "head"> & Partial<StageAssignment>;
 
 export interface StageMemory {
   weightBytes: number;
@@ -19,7 +23,7 @@ export interface StageMemory {
   totalBytes: number;
 }
 
-export function baseWeightBytes(arch: LlamaArch, stage: StageAssignment, dtypeBytes: number): number {
+export function baseWeightBytes(arch: LlamaArch, stage: MemoryStage, dtypeBytes: number): number {
   const modules = targetModules(arch);
   let n = 0;
   for (let b = stage.blocks[0]; b < stage.blocks[1]; b++) {
@@ -33,7 +37,7 @@ export function baseWeightBytes(arch: LlamaArch, stage: StageAssignment, dtypeBy
 }
 
 /** fp32 LoRA weights and gradients, plus AdamW's two moments (SGD: one buffer with momentum). */
-export function adapterStateBytes(adapters: readonly ResolvedAdapter[], blocks: [number, number]): number {
+export function adapterStateBytes(adapters: readonly MemoryAdapter[], blocks: [number, number]): number {
   let bytes = 0;
   for (const a of adapters) {
     let params = 0;
@@ -47,7 +51,7 @@ export function adapterStateBytes(adapters: readonly ResolvedAdapter[], blocks: 
 }
 
 /** What one micro-batch stashes on a stage between its forward and its backward. */
-export function stashBytes(arch: LlamaArch, stage: StageAssignment, mb: MicroBatch, adapters: readonly ResolvedAdapter[], dtypeBytes: number, recompute: boolean): number {
+export function stashBytes(arch: LlamaArch, stage: MemoryStage, mb: MicroBatch, adapters: readonly MemoryAdapter[], dtypeBytes: number, recompute: boolean): number {
   const C = arch.hidden;
   const q = arch.heads * arch.headDim;
   const kv = arch.kvHeads * arch.headDim;
@@ -89,4 +93,29 @@ export function peakStash(actions: readonly Action[], bytesOf: (mb: number) => n
     }
   }
   return peak;
+}
+
+export interface MemoryInputs {
+  arch: LlamaArch;
+  dtypeBytes: number;
+  recompute: boolean;
+  stages: readonly MemoryStage[];
+  adapters: readonly MemoryAdapter[];
+  phases: readonly Phase[];
+}
+
+/** Each stage's peak under a schedule: the worst phase's stash on top of weights and adapter state. */
+export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, phases }: MemoryInputs): StageMemory[] {
+  return stages.map((stage) => {
+    let peak = { bytes: 0, inFlight: 0 };
+    for (const phase of phases) {
+      const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(arch, stage, mb, adapters, dtypeBytes, recompute)]));
+      const actions = (phase.actions[stage.index] ?? []).map((t) => parseAction(t)).filter((a): a is Action => a !== undefined);
+      const p = peakStash(actions, (mb) => sizes.get(mb) ?? 0);
+      if (p.bytes > peak.bytes) peak = p;
+    }
+    const weightBytes = baseWeightBytes(arch, stage, dtypeBytes);
+    const adapterBytes = adapterStateBytes(adapters, stage.blocks);
+    return { weightBytes, adapterBytes, activationBytes: peak.bytes, inFlight: peak.inFlight, totalBytes: weightBytes + adapterBytes + peak.bytes };
+  });
 }

@@ -1,27 +1,14 @@
 import { formatBytes, type Span } from "../../dsl/index.js";
 import { DTYPE_BYTES } from "../cost/model.js";
-import { adapterStateBytes, baseWeightBytes, peakStash, stashBytes, type StageMemory } from "../cost/memory.js";
+import { scheduleMemory, type StageMemory } from "../cost/memory.js";
 import type { Ir, Pass, Schedule } from "../ir.js";
-import { parseAction } from "../plan/actions.js";
 
 const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
 
 /** Each stage's peak memory under `schedule`. */
 export function stageMemory(ir: Ir, schedule: Schedule): StageMemory[] {
   const { model, adapters, stages, job } = ir as Required<Ir>;
-  const bytes = DTYPE_BYTES[model.dtype];
-  return stages.map((stage) => {
-    let peak = { bytes: 0, inFlight: 0 };
-    for (const phase of schedule.phases) {
-      const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(model.arch, stage, mb, adapters, bytes, job.plan.recompute)]));
-      const actions = phase.actions[stage.index]!.map((t) => parseAction(t)!);
-      const p = peakStash(actions, (mb) => sizes.get(mb)!);
-      if (p.bytes > peak.bytes) peak = p;
-    }
-    const weightBytes = baseWeightBytes(model.arch, stage, bytes);
-    const adapterBytes = adapterStateBytes(adapters, stage.blocks);
-    return { weightBytes, adapterBytes, activationBytes: peak.bytes, inFlight: peak.inFlight, totalBytes: weightBytes + adapterBytes + peak.bytes };
-  });
+  return scheduleMemory({ arch: model.arch, dtypeBytes: DTYPE_BYTES[model.dtype], recompute: job.plan.recompute, stages, adapters, phases: schedule.phases });
 }
 
 /**

@@ -1,4 +1,5 @@
-import { diagnostic, type Diagnostic } from "../../dsl/index.js";
+import { diagnostic, formatBytes, type Diagnostic } from "../../dsl/index.js";
+import { planMemory } from "./memory.js";
 import { PLAN_FORMAT, PlanSchema, type Plan } from "./schema.js";
 import { verifySchedule } from "./verify-schedule.js";
 
@@ -6,7 +7,8 @@ export type PlanReading = { plan: Plan; diagnostics: [] } | { plan?: undefined; 
 
 /**
  * Text of a plan.json -> a validated plan: JSON, format version, schema, then the meaning a
- * schema cannot check (stage ranges, adapter references, the schedule's soundness).
+ * schema cannot check (stage ranges, adapter references, the schedule's soundness), and last
+ * that every stage fits its device: a plan edited by hand gets no further than a compiled one.
  * `file` names the plan in the diagnostics.
  */
 export function readPlan(text: string, file = "plan.json"): PlanReading {
@@ -32,6 +34,8 @@ export function readPlan(text: string, file = "plan.json"): PlanReading {
   }
   const problems = planProblems(parsed.data);
   if (problems.length > 0) return fail("planSchema", problems.slice(0, 10));
+  const overCapacity = memoryProblems(parsed.data);
+  if (overCapacity.length > 0) return { diagnostics: overCapacity.map((m) => diagnostic("doesNotFit", m, undefined, file)) };
   return { plan: parsed.data, diagnostics: [] };
 }
 
@@ -59,4 +63,14 @@ export function planProblems(plan: Plan): string[] {
     }
   });
   return problems.length > 0 ? problems : verifySchedule(plan.stages.length, plan.adapters.length, plan.schedule.phases);
+}
+
+/** Stages whose recomputed peak exceeds the device's memory. */
+export function memoryProblems(plan: Plan): string[] {
+  const capacity = plan.cluster.device.memoryBytes;
+  return planMemory(plan).flatMap((m, s) =>
+    m.totalBytes > capacity
+      ? [`stage ${s} needs ${formatBytes(m.totalBytes)} but each ${plan.cluster.device.name} has ${formatBytes(capacity)} (short ${formatBytes(m.totalBytes - capacity)})`]
+      : [],
+  );
 }
