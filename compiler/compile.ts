@@ -42,6 +42,7 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   const options: CompileOptions = {};
   if (request.schedule !== undefined) options.schedule = request.schedule;
   if (request.stages !== undefined) options.stages = request.stages;
+  if (request.compare !== undefined) options.compare = request.compare;
   const ctx = makeContext(request.host ?? nodeHost, file, baseDir, planDir, options);
   const ir = runPasses(source, ctx, request.afterPass);
   const diagnostics = [...ctx.diagnostics].sort((a, b) => (a.span?.start ?? 0) - (b.span?.start ?? 0));
@@ -50,7 +51,7 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   }
   const jobFile = request.fileName ? path.resolve(request.fileName) : null;
   const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
-  const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100);
-  const scheduleSvg = ir.timeline && ir.simulation ? scheduleSvg_(plan, ir.timeline, ir.simulation) : undefined;
+  const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100, ir.scheduleOptions);
+  const scheduleSvg = ir.timeline && ir.simulation ? scheduleSvg_(plan, ir.timeline.events, ir.simulation) : undefined;
   return { plan, summary, diagnostics, ...(scheduleSvg !== undefined && { scheduleSvg }) };
 }

@@ -7,7 +7,7 @@ import type { TargetModule } from "./models/llama.js";
 import type { Graph } from "./models/llama-graph.js";
 import type { WeightsInfo } from "./models/weights.js";
 import type { StageMemory } from "./cost/memory.js";
-import type { Simulation, TimelineEvent } from "./simulate/simulate.js";
+import type { Simulation, Timeline } from "./simulate/simulate.js";
 
 export interface ResolvedModel {
   name: string;
@@ -71,7 +71,26 @@ export interface Phase {
 
 export interface Schedule {
   name: Exclude<ScheduleName, "auto">;
+  /** Adapters fused into shared micro-batches, a group each, in stream order (`mlora` only). */
+  groups?: number[][];
   phases: Phase[];
+}
+
+/** One schedule `auto` (or `--compare`) weighed: what it would cost, and whether it fits. */
+export interface ScheduleOption {
+  /** "mlora", or "mlora fused a+b c+d" for a fused interleaving. */
+  label: string;
+  name: Schedule["name"];
+  groups?: number[][];
+  /** Absent when the schedule does not fit or its busiest stage alone is slower than the best. */
+  makespanSeconds?: number;
+  idleFraction?: number;
+  /** The largest stage's peak. */
+  peakBytes: number;
+  fits: boolean;
+  chosen: boolean;
+  /** Skipped without simulation: its busiest stage's work alone exceeds the best makespan. */
+  pruned?: boolean;
 }
 
 /** The one structure every pass reads and returns a new version of. */
@@ -86,9 +105,11 @@ export interface Ir {
   schedule?: Schedule;
   simulation?: Simulation;
   /** The first rounds of the first phase as simulated, action by action. */
-  timeline?: TimelineEvent[];
+  timeline?: Timeline;
   /** Per stage, its peak memory. */
   memory?: StageMemory[];
+  /** The schedules weighed, with `auto` or `compare`. */
+  scheduleOptions?: ScheduleOption[];
 }
 
 export interface CompileOptions {
@@ -96,6 +117,8 @@ export interface CompileOptions {
   schedule?: ScheduleName;
   /** Overrides the plan block's stage count. */
   stages?: number | "auto";
+  /** Weigh every schedule (and fused interleavings), not only the one chosen. */
+  compare?: boolean;
 }
 
 /** What passes may use besides the IR: reading files, and a sink for diagnostics. */

@@ -1,6 +1,6 @@
 import { formatBytes } from "../../dsl/index.js";
 import { adapterStateBytes, baseWeightBytes, stashBytes } from "../cost/memory.js";
-import { DTYPE_BYTES, seconds, stageWork } from "../cost/model.js";
+import { DTYPE_BYTES, stageSeconds } from "../cost/model.js";
 import type { Ir, MicroBatch, Pass, StageAssignment } from "../ir.js";
 import { balance, type Balance, type BalanceProblem } from "../partition/balance.js";
 
@@ -39,8 +39,8 @@ export const partition: Pass = {
     }));
     const one = (first: number, last: number, head: boolean): number =>
       shapes.reduce((t, { mb, count }) => {
-        const w = stageWork(model.arch, [first, last], head, mb, adapters, bytes);
-        return t + count * (seconds(w.forward, device) + seconds(w.backward, device));
+        const w = stageSeconds(model.arch, [first, last], head, mb, adapters, bytes, device);
+        return t + count * (w.forward + w.backward);
       }, 0);
     const blockSeconds = Array.from({ length: blocks }, (_, b) => one(b, b + 1, false));
     const headSeconds = one(0, 0, true);

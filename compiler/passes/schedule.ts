@@ -1,13 +1,15 @@
-import type { Ir, Pass, Schedule } from "../ir.js";
+import type { Ir, Pass, ResolvedAdapter, Schedule, ScheduleOption } from "../ir.js";
 import { verifySchedule } from "../plan/verify-schedule.js";
+import { chunk, fusionOrder, fusionSizes, interleavingOrders } from "../schedules/fusion.js";
 import { interleavedSchedule } from "../schedules/interleave.js";
 import { flushSchedule } from "../schedules/pipeline.js";
+import { simulate as run } from "../simulate/simulate.js";
 import { stageMemory } from "./plan-memory.js";
-import { simulateSchedule } from "./simulate.js";
+import { priceSchedule } from "./simulate.js";
 
 type Concrete = Schedule["name"];
 
-function build(name: Concrete, ir: Ir): Schedule {
+export function buildSchedule(name: Concrete, ir: Ir, groups?: number[][]): Schedule {
   const p = ir.stages!.length;
   const adapters = ir.adapters!;
   switch (name) {
@@ -18,31 +20,92 @@ function build(name: Concrete, ir: Ir): Schedule {
     case "batch":
       return { name, phases: flushSchedule(adapters, p, "1f1b", true) };
     case "mlora":
-      return { name, phases: interleavedSchedule(adapters, p) };
+      return groups ? { name, groups, phases: interleavedSchedule(adapters, p, groups) } : { name, phases: interleavedSchedule(adapters, p) };
   }
 }
 
+export function scheduleLabel(schedule: Pick<Schedule, "name" | "groups">, adapters: readonly Pick<ResolvedAdapter, "name">[]): string {
+  if (!schedule.groups) return schedule.name;
+  const fused = schedule.groups.some((g) => g.length > 1);
+  return `${schedule.name} ${fused ? "fused" : "ordered"} ${schedule.groups.map((g) => g.map((i) => adapters[i]!.name).join("+")).join(" ")}`;
+}
+
+interface Weighed {
+  option: ScheduleOption;
+  schedule: Schedule;
+}
+
 /**
- * Orders every stage's work with the requested schedule. `auto` builds every schedule, keeps
- * those that verify and fit in memory, and chooses the shortest simulated makespan (ties go to
- * the earlier of mlora, batch, 1f1b, gpipe).
+ * Prices, checks and simulates one candidate. `best` lets it stop early: when the busiest
+ * stage's work alone takes longer than the best makespan so far, no ordering can win.
+ */
+function weigh(ir: Ir, schedule: Schedule, best: number, prune: boolean): Weighed {
+  const capacity = ir.job!.cluster.device.memoryBytes;
+  const peakBytes = Math.max(...stageMemory(ir, schedule).map((m) => m.totalBytes));
+  const option: ScheduleOption = { label: scheduleLabel(schedule, ir.adapters!), name: schedule.name, peakBytes, fits: peakBytes <= capacity, chosen: false };
+  if (schedule.groups) option.groups = schedule.groups;
+  if (!option.fits) return { option, schedule };
+  const costs = priceSchedule(ir, schedule);
+  if (prune) {
+    const busiest = Math.max(
+      ...ir.stages!.map((_, s) =>
+        schedule.phases.reduce((t, phase, p) => {
+          const c = costs[p]!;
+          let round = phase.adapters.reduce((n, a) => n + c.step[s]![a]! * phase.stepsPerRound, 0);
+          for (const mb of phase.microBatches) round += c.forward[s]![mb.id]! + c.backward[s]![mb.id]!;
+          return t + phase.rounds * round;
+        }, 0),
+      ),
+    );
+    if (busiest >= best) return { option: { ...option, pruned: true }, schedule };
+  }
+  const simulation = run(ir.stages!.length, schedule.phases, costs);
+  return { option: { ...option, makespanSeconds: simulation.makespanSeconds, idleFraction: simulation.idleFraction }, schedule };
+}
+
+/**
+ * Orders every stage's work with the requested schedule. `auto` searches: the four whole
+ * schedules, then fused interleavings (adapters sharing micro-batches in groups of 2, 4, 8 ...
+ * up to all, growing while the makespan improves) and, where adapters differ in size, the
+ * interleaving with the heaviest micro-batches first. It keeps the fitting, verified schedule
+ * of the shortest simulated makespan (ties go to the earlier candidate). `compare` weighs them
+ * all whatever is requested, and the pass records what it weighed for the report.
  */
 export const schedule: Pass = {
   name: "schedule",
   needs: ["adapters", "stages", "job", "model"],
-  run(ir) {
+  run(ir, ctx) {
     const requested = ir.job!.plan.schedule;
-    if (requested !== "auto") return { ...ir, schedule: build(requested, ir) };
-    const capacity = ir.job!.cluster.device.memoryBytes;
-    let best: { schedule: Schedule; makespan: number } | undefined;
-    for (const name of ["mlora", "batch", "1f1b", "gpipe"] as const) {
-      const candidate = build(name, ir);
-      if (verifySchedule(ir.stages!.length, ir.adapters!.length, candidate.phases).length > 0) continue;
-      if (stageMemory(ir, candidate).some((m) => m.totalBytes > capacity)) continue;
-      const makespan = simulateSchedule(ir, candidate).makespanSeconds;
-      if (!best || makespan < best.makespan * (1 - 1e-9)) best = { schedule: candidate, makespan };
+    const compare = ctx.options.compare === true;
+    if (requested !== "auto" && !compare) return { ...ir, schedule: buildSchedule(requested, ir) };
+    const adapters = ir.adapters!;
+    const weighed: Weighed[] = [];
+    let best: Weighed | undefined;
+    const consider = (candidate: Schedule, prune: boolean): Weighed => {
+      const w = weigh(ir, candidate, best?.option.makespanSeconds ?? Infinity, prune && !compare);
+      weighed.push(w);
+      const m = w.option.makespanSeconds;
+      if (m !== undefined && (!best || m < best.option.makespanSeconds! * (1 - 1e-9))) {
+        if (verifySchedule(ir.stages!.length, adapters.length, candidate.phases).length === 0) best = w;
+      }
+      return w;
+    };
+    for (const name of ["mlora", "batch", "1f1b", "gpipe"] as const) consider(buildSchedule(name, ir), false);
+    if (adapters.length > 1) {
+      for (const groups of interleavingOrders(adapters)) consider(buildSchedule("mlora", ir, groups), true);
+      const order = fusionOrder(adapters);
+      let previous = Infinity;
+      for (const size of fusionSizes(adapters.length)) {
+        const w = consider(buildSchedule("mlora", ir, chunk(order, size)), true);
+        const m = w.option.makespanSeconds ?? Infinity;
+        if (m >= previous && !compare) break;
+        previous = Math.min(previous, m);
+      }
     }
+    const chosen = requested === "auto" ? best : weighed.find((w) => w.schedule.name === requested && !w.schedule.groups);
+    if (chosen) chosen.option.chosen = true;
+    const scheduleOptions = weighed.map((w) => w.option);
     // Nothing fits: 1F1B goes on, and the memory plan explains why it does not fit.
-    return { ...ir, schedule: best?.schedule ?? build("1f1b", ir) };
+    return { ...ir, scheduleOptions, schedule: chosen?.schedule ?? buildSchedule(requested === "auto" ? "1f1b" : requested, ir) };
   },
 };

@@ -1,4 +1,4 @@
-import { DTYPE_BYTES, LINK_LATENCY_SECONDS, seconds, stageWork } from "../cost/model.js";
+import { DTYPE_BYTES, LINK_LATENCY_SECONDS, seconds, stageSeconds } from "../cost/model.js";
 import type { Ir, Pass, ResolvedAdapter, Schedule } from "../ir.js";
 import { phaseTimeline, simulate as run, type PhaseCosts, type Simulation } from "../simulate/simulate.js";
 
@@ -33,14 +33,14 @@ export function priceSchedule(ir: Ir, schedule: Schedule): PhaseCosts[] {
           const key = `${stage.index}:${mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(",")}`;
           let price = priced.get(key);
           if (!price) {
-            const w = stageWork(model.arch, stage.blocks, stage.head, mb, adapters, bytes);
+            const w = stageSeconds(model.arch, stage.blocks, stage.head, mb, adapters, bytes, device);
             // Activations [T, C] to the next stage (gradients come back the same size).
             const T = mb.parts.reduce((n, p) => n + p.sequences * adapters[p.adapter]!.seqLen, 0);
             const sameNode = Math.floor(stage.device / job.cluster.gpusPerNode) === Math.floor((stage.device + 1) / job.cluster.gpusPerNode);
             const transfer = sameNode
               ? (T * model.arch.hidden * bytes) / device.link.bytesPerSecond + LINK_LATENCY_SECONDS.intraNode
               : (T * model.arch.hidden * bytes) / job.cluster.netBytesPerSecond + LINK_LATENCY_SECONDS.interNode;
-            price = { f: seconds(w.forward, device), b: seconds(w.backward, device), t: transfer };
+            price = { f: w.forward, b: w.backward, t: transfer };
             priced.set(key, price);
           }
           f[mb.id] = price.f;

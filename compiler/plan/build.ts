@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import * as path from "node:path";
-import type { Ir, StageAssignment } from "../ir.js";
+import type { Ir, ScheduleOption, StageAssignment } from "../ir.js";
 import { parameterCount } from "../models/llama.js";
 import { VERSION } from "../version.js";
 import type { StageMemory } from "../cost/memory.js";
@@ -87,7 +87,8 @@ function imbalance(busy: number[]): number {
  * from the simulator over the cost model (compiler/cost/model.ts), each stage's peak memory from
  * the memory plan (compiler/cost/memory.ts); capacities are the device's.
  */
-export function buildSummary(plan: Plan, simulation: Simulation | undefined, memory: StageMemory[] | undefined, compileMillis: number): Summary {
+export function buildSummary(plan: Plan, simulation: Simulation | undefined, memory: StageMemory[] | undefined, compileMillis: number, options?: readonly ScheduleOption[]): Summary {
+  const groups = plan.schedule.groups?.map((g) => g.map((i) => plan.adapters[i]!.name));
   return {
     format: SUMMARY_FORMAT,
     schedule: plan.schedule.name,
@@ -107,5 +108,19 @@ export function buildSummary(plan: Plan, simulation: Simulation | undefined, mem
     lowerBoundSeconds: simulation?.lowerBoundSeconds ?? 0,
     idleFraction: simulation?.idleFraction ?? 0,
     compileMillis,
+    ...(groups && { groups }),
+    ...(options && { comparison: options.map(comparisonRow) }),
+  };
+}
+
+function comparisonRow(o: ScheduleOption): NonNullable<Summary["comparison"]>[number] {
+  return {
+    label: o.label,
+    makespanSeconds: o.makespanSeconds ?? null,
+    idleFraction: o.idleFraction ?? null,
+    peakBytes: o.peakBytes,
+    fits: o.fits,
+    chosen: o.chosen,
+    pruned: o.pruned === true,
   };
 }

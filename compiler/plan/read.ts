@@ -62,6 +62,14 @@ export function planProblems(plan: Plan): string[] {
       }
     }
   });
+  const groups = plan.schedule.groups;
+  if (groups) {
+    if (plan.schedule.name !== "mlora") problems.push(`schedule.groups: only an mlora schedule fuses adapters in groups`);
+    const seen = groups.flat();
+    if (seen.some((i) => i >= plan.adapters.length) || new Set(seen).size !== seen.length || seen.length !== plan.adapters.length) {
+      problems.push(`schedule.groups must name each of the ${plan.adapters.length} adapters exactly once`);
+    }
+  }
   return problems.length > 0 ? problems : verifySchedule(plan.stages.length, plan.adapters.length, plan.schedule.phases);
 }
 

@@ -118,6 +118,8 @@ export const PlanSchema = z.object({
   stages: z.array(StageSchema).min(1),
   schedule: z.object({
     name: z.enum(["gpipe", "1f1b", "batch", "mlora"]),
+    /** Fused adapter groups in stream order (`mlora` only; absent: every adapter alone, in index order). */
+    groups: z.array(z.array(count).min(1)).optional(),
     phases: z.array(PhaseSchema).min(1),
   }),
 });
@@ -148,6 +150,22 @@ export const SummarySchema = z.object({
   imbalance: finite,
   idleFraction: finite,
   compileMillis: finite,
+  /** Fused adapter groups of the chosen schedule, by name, in stream order. */
+  groups: z.array(z.array(z.string())).optional(),
+  /** Every schedule weighed (with `auto` or `--compare`); makespan absent when not simulated. */
+  comparison: z
+    .array(
+      z.object({
+        label: z.string(),
+        makespanSeconds: finite.nullable(),
+        idleFraction: finite.nullable(),
+        peakBytes: finite,
+        fits: z.boolean(),
+        chosen: z.boolean(),
+        pruned: z.boolean(),
+      }),
+    )
+    .optional(),
 });
 
 export type Summary = z.infer<typeof SummarySchema>;

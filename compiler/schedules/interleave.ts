@@ -15,43 +15,48 @@ export const MAX_STREAM = 256;
  * the other adapters' micro-batches, so its forwards never wait for its own update, provided
  * those others number at least p - 1 (then a round chains many steps; otherwise it holds one).
  * Fill and drain happen once per round instead of once per step.
+ *
+ * `groups` fuses adapters (LoRAFusion's idea): the adapters of a group share every micro-batch
+ * (micro-batch j carries each member's j-th) and step together, and the stream interleaves the
+ * groups in the order given. Without it every adapter is a group of its own, in index order.
  */
-export function interleavedSchedule(adapters: readonly ResolvedAdapter[], stages: number): Phase[] {
+export function interleavedSchedule(adapters: readonly ResolvedAdapter[], stages: number, groups?: readonly (readonly number[])[]): Phase[] {
   const phases: Phase[] = [];
+  const order = groups ?? adapters.map((a) => [a.index]);
   for (const { rounds, adapters: active } of phaseBoundaries(adapters)) {
-    const members = active.map((i) => adapters[i]!);
-    const perStep = members.reduce((n, a) => n + a.microBatchesPerStep, 0);
-    const chainable = members.every((a) => perStep - a.microBatchesPerStep >= stages - 1);
+    const live = order.map((g) => g.filter((i) => active.includes(i)).map((i) => adapters[i]!)).filter((g) => g.length > 0);
+    const depth = (g: ResolvedAdapter[]) => Math.max(...g.map((a) => a.microBatchesPerStep));
+    const perStep = live.reduce((n, g) => n + depth(g), 0);
+    const chainable = live.every((g) => perStep - depth(g) >= stages - 1);
     const steps = chainable ? Math.max(1, Math.min(rounds, Math.floor(MAX_STREAM / perStep))) : 1;
     const whole = Math.floor(rounds / steps);
-    phases.push(round(members, active, stages, steps, whole));
-    if (rounds % steps > 0) phases.push(round(members, active, stages, rounds % steps, 1));
+    phases.push(round(live, active, stages, steps, whole));
+    if (rounds % steps > 0) phases.push(round(live, active, stages, rounds % steps, 1));
   }
   return phases;
 }
 
-function round(members: ResolvedAdapter[], active: number[], stages: number, steps: number, rounds: number): Phase {
+function round(groups: ResolvedAdapter[][], active: number[], stages: number, steps: number, rounds: number): Phase {
   const microBatches: MicroBatch[] = [];
-  // The first micro-batch of each adapter's later steps: the update of its previous step goes
+  // The first micro-batch of each group's later steps: the updates of its previous step go
   // right before its forward.
-  const opens = new Map<number, number>();
+  const opens = new Map<number, ResolvedAdapter[]>();
   for (let j = 0; j < steps; j++) {
-    for (const a of members) {
-      for (let i = 0; i < a.microBatchesPerStep; i++) {
+    for (const group of groups) {
+      const depth = Math.max(...group.map((a) => a.microBatchesPerStep));
+      for (let i = 0; i < depth; i++) {
         const id = microBatches.length;
-        microBatches.push({ id, parts: [{ adapter: a.index, step: j, index: i, sequences: a.microBatch }] });
-        if (i === 0 && j > 0) opens.set(id, a.index);
+        const parts = group.filter((a) => i < a.microBatchesPerStep).map((a) => ({ adapter: a.index, step: j, index: i, sequences: a.microBatch }));
+        microBatches.push({ id, parts });
+        if (i === 0 && j > 0) opens.set(id, group);
       }
     }
   }
   const ids = microBatches.map((m) => m.id);
   const actions = Array.from({ length: stages }, (_, s) => {
-    const beforeForward = (mb: number) => {
-      const adapter = opens.get(mb);
-      return adapter === undefined ? [] : [formatAction({ op: "STEP", adapter })];
-    };
+    const beforeForward = (mb: number) => (opens.get(mb) ?? []).map((a) => formatAction({ op: "STEP", adapter: a.index }));
     const out = streamActions(ids, s, stages, stages - 1 - s, beforeForward);
-    for (const a of members) out.push(formatAction({ op: "STEP", adapter: a.index }));
+    for (const group of groups) for (const a of group) out.push(formatAction({ op: "STEP", adapter: a.index }));
     return out;
   });
   return { rounds, stepsPerRound: steps, adapters: active, microBatches, actions };

@@ -29,6 +29,27 @@ export interface TimelineEvent {
   end: number;
 }
 
+/** A message between stages as the simulator ran it: sent, arrived, taken by its receiver. */
+export interface TransferEvent {
+  what: "act" | "grad";
+  from: number;
+  to: number;
+  mb: number;
+  adapter: number;
+  round: number;
+  /** When the sender posted it, and when it arrived (send time plus the link's cost). */
+  start: number;
+  end: number;
+  /** When the receiver's RECV completed: the arrival, or later if the receiver was busy. */
+  received: number;
+}
+
+/** What one simulated stretch looked like: compute on each stage, and the messages between. */
+export interface Timeline {
+  events: TimelineEvent[];
+  transfers: TransferEvent[];
+}
+
 interface RoundsResult {
   /** When the last stage finished each round. */
   ends: number[];
@@ -42,7 +63,7 @@ interface RoundsResult {
  * later; a receive waits for arrival; an adapter's STEP waits until every stage has finished
  * that step's backwards (their shares of the gradient norm), then takes its cost.
  */
-function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number, timeline?: TimelineEvent[]): RoundsResult {
+function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number, timeline?: Timeline): RoundsResult {
   const clock = new Array<number>(stages).fill(0);
   const busy = new Array<number>(stages).fill(0);
   const ends = new Array<number>(rounds).fill(0);
@@ -53,6 +74,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
   for (const list of actions) for (const a of list) if ("mb" in a) mbs = Math.max(mbs, a.mb + 1);
   const messageKey = (what: "act" | "grad", from: number, mb: number, r: number) => ((r * mbs + mb) * stages + from) * 2 + (what === "act" ? 0 : 1);
   const arrivals = new Map<number, number>();
+  const sent = new Map<number, TransferEvent>();
   const parts = new Map(phase.microBatches.map((m) => [m.id, m.parts]));
   const needed = new Map<string, number>();
   for (const m of phase.microBatches) for (const p of m.parts) needed.set(`${p.adapter} ${p.step}`, (needed.get(`${p.adapter} ${p.step}`) ?? 0) + 1);
@@ -73,7 +95,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
         const r = round[s]!;
         if (a.op === "F" || a.op === "B") {
           const cost = (a.op === "F" ? costs.forward : costs.backward)[s]![a.mb]!;
-          timeline?.push({ stage: s, op: a.op, mb: a.mb, adapter: parts.get(a.mb)![0]!.adapter, start: clock[s]!, end: clock[s]! + cost });
+          timeline?.events.push({ stage: s, op: a.op, mb: a.mb, adapter: parts.get(a.mb)![0]!.adapter, start: clock[s]!, end: clock[s]! + cost });
           clock[s]! += cost;
           if (r === 0) busy[s]! += cost;
           if (a.op === "B") {
@@ -85,11 +107,20 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           }
         } else if (a.op === "SEND") {
           const link = Math.min(s, a.peer);
-          arrivals.set(messageKey(a.what, s, a.mb, r), clock[s]! + costs.transfer[link]![a.mb]!);
+          const key = messageKey(a.what, s, a.mb, r);
+          const arrival = clock[s]! + costs.transfer[link]![a.mb]!;
+          arrivals.set(key, arrival);
+          if (timeline) {
+            const t: TransferEvent = { what: a.what, from: s, to: a.peer, mb: a.mb, adapter: parts.get(a.mb)![0]!.adapter, round: r, start: clock[s]!, end: arrival, received: arrival };
+            timeline.transfers.push(t);
+            sent.set(key, t);
+          }
         } else if (a.op === "RECV") {
           const at = arrivals.get(messageKey(a.what, a.peer, a.mb, r));
           if (at === undefined) break;
           clock[s] = Math.max(clock[s]!, at);
+          const t = timeline && sent.get(messageKey(a.what, a.peer, a.mb, r));
+          if (t) t.received = clock[s]!;
         } else if (a.op === "STEP") {
           const j = taken[s]!.get(`${r} ${a.adapter}`) ?? 0;
           const v = share(`${r} ${a.adapter} ${j}`);
@@ -97,7 +128,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           if (!v.count.every((c) => c >= need)) break;
           const cost = costs.step[s]![a.adapter]!;
           clock[s] = Math.max(clock[s]!, ...v.at) + cost;
-          timeline?.push({ stage: s, op: "STEP", mb: -1, adapter: a.adapter, start: clock[s]! - cost, end: clock[s]! });
+          timeline?.events.push({ stage: s, op: "STEP", mb: -1, adapter: a.adapter, start: clock[s]! - cost, end: clock[s]! });
           if (r === 0) busy[s]! += cost;
           taken[s]!.set(`${r} ${a.adapter}`, j + 1);
         }
@@ -122,10 +153,10 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
  * steady-state round (the second round's increment); phases follow one another.
  */
 /** The first `rounds` rounds of a phase, action by action. */
-export function phaseTimeline(stages: number, phase: VerifiablePhase, costs: PhaseCosts, rounds: number): TimelineEvent[] {
-  const events: TimelineEvent[] = [];
-  runRounds(stages, phase, phase.actions.map((list) => list.map((t) => parseAction(t)!)), costs, Math.min(rounds, phase.rounds), events);
-  return events;
+export function phaseTimeline(stages: number, phase: VerifiablePhase, costs: PhaseCosts, rounds: number): Timeline {
+  const timeline: Timeline = { events: [], transfers: [] };
+  runRounds(stages, phase, phase.actions.map((list) => list.map((t) => parseAction(t)!)), costs, Math.min(rounds, phase.rounds), timeline);
+  return timeline;
 }
 
 export function simulate(stages: number, phases: readonly VerifiablePhase[], costs: readonly PhaseCosts[]): Simulation {

@@ -66,6 +66,35 @@ describe("flush schedules", () => {
     });
   });
 
+  it("fused mlora: every grouping and order verifies and trains each adapter its steps (property)", () => {
+    const job = fc
+      .record({
+        stages: fc.integer({ min: 1, max: 6 }),
+        adapters: fc.array(fc.record({ m: fc.integer({ min: 1, max: 5 }), steps: fc.integer({ min: 1, max: 30 }) }), { minLength: 1, maxLength: 6 }),
+        seed: fc.nat(),
+      })
+      .map(({ stages, adapters, seed }) => {
+        // A permutation of the adapters cut into groups, both from the seed.
+        const order = adapters.map((_, i) => i).sort((a, b) => ((a * 7919 + seed) % 13) - ((b * 7919 + seed) % 13) || a - b);
+        const groups: number[][] = [];
+        order.forEach((i, k) => (k === 0 || (seed >> k) % 2 === 0 ? groups.push([i]) : groups[groups.length - 1]!.push(i)));
+        return { stages, adapters, groups };
+      });
+    fc.assert(
+      fc.property(job, ({ stages, adapters, groups }) => {
+        const list = adapters.map((a, i) => adapter(i, a.m, a.steps));
+        const phases = interleavedSchedule(list, stages, groups);
+        expect(verifySchedule(stages, list.length, phases)).toEqual([]);
+        list.forEach((a) => {
+          const trained = phases.filter((p) => p.adapters.includes(a.index)).reduce((n, p) => n + p.rounds * p.stepsPerRound, 0);
+          expect(trained).toBe(a.steps);
+        });
+        for (const p of phases) for (const mb of p.microBatches) expect(new Set(mb.parts.map((x) => groups.findIndex((g) => g.includes(x.adapter)))).size).toBe(1);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("phases follow adapters as they finish", () => {
     const phases = flushSchedule([adapter(0, 2, 10), adapter(1, 2, 4), adapter(2, 1, 10)], 2, "1f1b", false);
     expect(phases.map((p) => [p.rounds, p.adapters])).toEqual([

@@ -1,0 +1,108 @@
+import type { Plan } from "../plan/schema.js";
+import type { Timeline } from "../simulate/simulate.js";
+
+/**
+ * The simulated schedule as Chrome trace events (chrome://tracing, ui.perfetto.dev): a process
+ * per stage with a compute thread and a thread per link direction, a slice per forward,
+ * backward, optimizer step and message, and a flow arrow from each send to the compute that
+ * consumed it on the receiving stage. Times are microseconds. It covers what the schedule
+ * picture covers: the first rounds of the first phase.
+ */
+export interface TraceEvent {
+  name: string;
+  ph: "X" | "M" | "s" | "f";
+  pid: number;
+  tid: number;
+  ts?: number;
+  dur?: number;
+  cat?: string;
+  id?: number;
+  bp?: "e";
+  args?: Record<string, unknown>;
+}
+
+export interface Trace {
+  traceEvents: TraceEvent[];
+  displayTimeUnit: "ms";
+  otherData: Record<string, string>;
+}
+
+const COMPUTE = 0;
+
+const us = (seconds: number) => Math.round(seconds * 1e9) / 1e3;
+
+export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
+  const name = (a: number) => plan.adapters[a]?.name ?? `adapter ${a}`;
+  const events: TraceEvent[] = [];
+  plan.stages.forEach((s) => {
+    const layers = `layers ${s.layers[0]}-${s.layers[1] - 1}${s.embedding ? " + embedding" : ""}${s.head ? " + head" : ""}`;
+    events.push({ name: "process_name", ph: "M", pid: s.index, tid: 0, args: { name: `stage ${s.index} (device ${s.device}, ${layers})` } });
+    events.push({ name: "process_sort_index", ph: "M", pid: s.index, tid: 0, args: { sort_index: s.index } });
+    events.push({ name: "thread_name", ph: "M", pid: s.index, tid: COMPUTE, args: { name: "compute" } });
+  });
+  // Sends do not wait, so two messages on one link may overlap in time: each goes on the first
+  // lane of its (stage, direction) that is free, a thread of its own, so that slices nest.
+  const lanes = new Map<string, number[]>();
+  const laneOf = (from: number, to: number, start: number, end: number): number => {
+    const key = `${from} ${to}`;
+    const ends = lanes.get(key) ?? [];
+    lanes.set(key, ends);
+    let lane = ends.findIndex((e) => e <= start);
+    if (lane < 0) {
+      lane = ends.length;
+      ends.push(0);
+      const tid = 1 + 2 * lane + (to > from ? 0 : 1);
+      events.push({ name: "thread_name", ph: "M", pid: from, tid, args: { name: `send to stage ${to}${lane > 0 ? ` (${lane + 1})` : ""}` } });
+    }
+    ends[lane] = end;
+    return 1 + 2 * lane + (to > from ? 0 : 1);
+  };
+  for (const e of timeline.events) {
+    const label = e.op === "STEP" ? `step ${name(e.adapter)}` : `${e.op === "F" ? "forward" : "backward"} mb${e.mb}`;
+    events.push({
+      name: label,
+      cat: e.op === "F" ? "forward" : e.op === "B" ? "backward" : "step",
+      ph: "X",
+      pid: e.stage,
+      tid: COMPUTE,
+      ts: us(e.start),
+      dur: us(e.end - e.start),
+      args: { adapter: name(e.adapter), ...(e.mb >= 0 && { microBatch: e.mb }) },
+    });
+  }
+  // The compute that consumes a message: the receiver's first F (activations) or B (gradients)
+  // of that micro-batch starting no earlier than the message was taken.
+  const computes = new Map<string, Timeline["events"]>();
+  for (const e of timeline.events) {
+    const key = `${e.stage} ${e.op} ${e.mb}`;
+    computes.set(key, [...(computes.get(key) ?? []), e]);
+  }
+  const consumer = (stage: number, op: "F" | "B", mb: number, at: number) => computes.get(`${stage} ${op} ${mb}`)?.find((e) => e.start >= at - 1e-15);
+  const byStart = [...timeline.transfers].sort((a, b) => a.start - b.start);
+  byStart.forEach((t, id) => {
+    const tid = laneOf(t.from, t.to, t.start, t.end);
+    const label = `${t.what === "act" ? "activations" : "gradients"} mb${t.mb} to stage ${t.to}`;
+    events.push({
+      name: label,
+      cat: "transfer",
+      ph: "X",
+      pid: t.from,
+      tid,
+      ts: us(t.start),
+      dur: us(t.end - t.start),
+      args: { adapter: name(t.adapter), round: t.round, arrives: us(t.end), takenBy: us(t.received) },
+    });
+    const target = consumer(t.to, t.what === "act" ? "F" : "B", t.mb, t.received);
+    if (!target) return;
+    events.push({ name: label, cat: "transfer", ph: "s", id, pid: t.from, tid, ts: us(t.start) });
+    events.push({ name: label, cat: "transfer", ph: "f", bp: "e", id, pid: t.to, tid: COMPUTE, ts: us(target.start) });
+  });
+  return {
+    traceEvents: events,
+    displayTimeUnit: "ms",
+    otherData: {
+      schedule: plan.schedule.name,
+      covers: "the first rounds of the first phase, as the simulator ran them",
+    },
+  };
+}

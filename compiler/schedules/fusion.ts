@@ -1,0 +1,39 @@
+import type { ResolvedAdapter } from "../ir.js";
+
+/** Tokens one micro-batch of the adapter carries. */
+const tokens = (a: ResolvedAdapter) => a.microBatch * a.seqLen;
+
+/**
+ * The order in which fused groups are formed: adapters that train as long, with as many
+ * micro-batches per step and as many tokens per micro-batch, side by side, so that a group
+ * pads little and stays together across phases.
+ */
+export function fusionOrder(adapters: readonly ResolvedAdapter[]): ResolvedAdapter[] {
+  return [...adapters].sort((a, b) => b.steps - a.steps || a.microBatchesPerStep - b.microBatchesPerStep || tokens(b) - tokens(a) || a.index - b.index);
+}
+
+/** Group sizes `auto` tries, smallest first: fusing more trades pipeline granularity for kernel size. */
+export function fusionSizes(n: number): number[] {
+  const sizes: number[] = [];
+  for (let g = 2; g < n; g *= 2) sizes.push(g);
+  if (n >= 2) sizes.push(n);
+  return sizes;
+}
+
+/** `order` cut into consecutive groups of `size` (the last may be smaller), as adapter indices. */
+export function chunk(order: readonly ResolvedAdapter[], size: number): number[][] {
+  const groups: number[][] = [];
+  for (let i = 0; i < order.length; i += size) groups.push(order.slice(i, i + size).map((a) => a.index));
+  return groups;
+}
+
+/**
+ * Interleaving orders besides the declared one: heaviest micro-batches first, which lets a
+ * stage that waits on a long forward fill in with the short ones behind it. Only when the
+ * adapters differ in tokens per micro-batch.
+ */
+export function interleavingOrders(adapters: readonly ResolvedAdapter[]): number[][][] {
+  const heavy = [...adapters].sort((a, b) => tokens(b) - tokens(a) || a.index - b.index);
+  if (heavy.every((a, i) => a.index === adapters[i]!.index)) return [];
+  return [heavy.map((a) => [a.index])];
+}

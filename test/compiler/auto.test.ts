@@ -1,0 +1,54 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import { compile, readPlan } from "../../compiler/index.js";
+import { EXAMPLES, EXAMPLE_JOBS } from "../helpers/paths.js";
+
+const compileAuto = (name: string, compare = false) => {
+  const file = path.join(EXAMPLES, name);
+  const source = fs.readFileSync(file, "utf8").replace(/(plan \{[^}]*?)schedule \w+/, "$1schedule auto");
+  return compile(source, { fileName: file, compare });
+};
+
+describe("auto weighs whole schedules, fused interleavings and orders", () => {
+  it.each(EXAMPLE_JOBS)("%s: the choice is the shortest fitting makespan weighed, and the summary says so", (name) => {
+    const { summary, plan } = compileAuto(name, true);
+    const rows = summary!.comparison!;
+    expect(rows.map((r) => r.label).slice(0, 4)).toEqual(["mlora", "batch", "1f1b", "gpipe"]);
+    const chosen = rows.filter((r) => r.chosen);
+    expect(chosen).toHaveLength(1);
+    const simulated = rows.filter((r) => r.fits && r.makespanSeconds !== null).map((r) => r.makespanSeconds!);
+    expect(chosen[0]!.makespanSeconds).toBe(Math.min(...simulated));
+    expect(summary!.makespanSeconds).toBeCloseTo(chosen[0]!.makespanSeconds!, 9);
+    expect(rows.some((r) => r.pruned)).toBe(false);
+    // The plan says how it fused, and reads back.
+    if (chosen[0]!.label.includes("fused")) expect(plan!.schedule.groups!.flat().sort()).toEqual(plan!.adapters.map((_, i) => i));
+    expect(readPlan(JSON.stringify(plan)).diagnostics).toEqual([]);
+  });
+
+  it("without compare, auto prunes but chooses the same schedule", () => {
+    for (const name of EXAMPLE_JOBS) {
+      const full = compileAuto(name, true).summary!;
+      const quick = compileAuto(name).summary!;
+      expect(quick.makespanSeconds, name).toBe(full.makespanSeconds);
+      expect(quick.groups, name).toEqual(full.groups);
+    }
+  });
+
+  it("Llama-2-7B on 4 x A6000: fusing pairs of adapters beats interleaving them one by one", () => {
+    const { summary } = compileAuto("llama2-7b-4xa6000.lf");
+    const row = (label: string) => summary!.comparison!.find((r) => r.label === label)!;
+    expect(summary!.groups).toEqual([
+      ["math", "code"],
+      ["chat", "summarize"],
+    ]);
+    expect(row("mlora fused math+code chat+summarize").makespanSeconds!).toBeLessThan(row("mlora").makespanSeconds!);
+    expect(summary!.idleFraction).toBeLessThan(0.08);
+  });
+
+  it("a plan whose groups leave out an adapter is refused", () => {
+    const { plan } = compileAuto("llama2-7b-4xa6000.lf");
+    plan!.schedule.groups = [[0, 1], [2]];
+    expect(readPlan(JSON.stringify(plan)).diagnostics[0]!.message).toMatch(/name each of the 4 adapters exactly once/);
+  });
+});
