@@ -1,7 +1,8 @@
 import { formatBytes } from "../dsl/index.js";
-import type { Plan, Summary } from "../compiler/index.js";
+import { formatTime, type Plan, type Summary } from "../compiler/index.js";
 
-function table(rows: string[][]): string {
+/** Rows of cells as aligned text, two spaces in. */
+export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => "  " + r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n");
 }
@@ -26,16 +27,19 @@ export function describePlan(plan: Plan, summary: Summary): string {
   lines.push(
     `cluster ${c.name}: ${c.nodes} x ${c.gpusPerNode} ${c.device.name} (${formatBytes(c.device.memoryBytes)}, ${c.device.tflops} TFLOP/s)`,
   );
-  lines.push(`schedule ${plan.schedule.name} over ${plan.stages.length} stage${plan.stages.length === 1 ? "" : "s"}:`);
+  const label = summary.comparison?.find((r) => r.chosen)?.label ?? plan.schedule.name;
+  lines.push(`schedule ${label} over ${plan.stages.length} stage${plan.stages.length === 1 ? "" : "s"}:`);
   lines.push(
     table([
-      ["stage", "device", "layers", "embedding", "head", "capacity"],
+      ["stage", "device", "layers", "embedding", "head", "busy", "peak memory", "capacity"],
       ...summary.stages.map((s) => [
         String(s.index),
         String(s.device),
         `${s.layers[0]}-${s.layers[1] - 1}`,
         s.embedding ? "yes" : "",
         s.head ? "yes" : "",
+        formatTime(s.busySeconds),
+        formatBytes(s.memoryBytes),
         formatBytes(s.memoryCapacityBytes),
       ]),
     ]),
@@ -58,6 +62,10 @@ export function describePlan(plan: Plan, summary: Summary): string {
     ]),
   );
   const rounds = plan.schedule.phases.reduce((n, p) => n + p.rounds, 0);
+  lines.push(
+    `simulated: makespan ${formatTime(summary.makespanSeconds)} (bound ${formatTime(summary.lowerBoundSeconds)}), idle ${summary.idleFraction.toFixed(3)}, ` +
+      `imbalance ${summary.imbalance.toFixed(3)}, ${Math.round(summary.tokensPerSecond)} tokens/s`,
+  );
   lines.push(`${plan.schedule.phases.length} phase${plan.schedule.phases.length === 1 ? "" : "s"}, ${rounds} rounds; compiled in ${summary.compileMillis} ms`);
   return lines.join("\n");
 }

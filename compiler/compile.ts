@@ -4,7 +4,9 @@ import { runPasses } from "./driver.js";
 import { nodeHost, type CompileHost } from "./host.js";
 import { makeContext, type CompileOptions, type Ir } from "./ir.js";
 import { scheduleSvg as scheduleSvg_ } from "./emit/schedule-svg.js";
-import { buildPlan, buildSummary } from "./plan/build.js";
+import { reportHtml } from "./emit/report-html.js";
+import { scheduleTrace, type Trace } from "./emit/trace.js";
+import { buildPlan, buildSummary, comparisonRow } from "./plan/build.js";
 import type { Plan, Summary } from "./plan/schema.js";
 
 export interface CompileRequest extends CompileOptions {
@@ -26,6 +28,12 @@ export interface CompileResult {
   summary?: Summary;
   /** The schedule picture (SVG), with the plan. */
   scheduleSvg?: string;
+  /** The simulated schedule as Chrome/Perfetto trace events, with the plan. */
+  trace?: Trace;
+  /** A self-contained page explaining the plan, with the plan. */
+  reportHtml?: string;
+  /** The schedules weighed (with `auto` or `compare`), also when the chosen one does not fit. */
+  comparison?: NonNullable<Summary["comparison"]>;
   /** Errors and warnings, in source order. */
   diagnostics: Diagnostic[];
 }
@@ -46,12 +54,23 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   const ctx = makeContext(request.host ?? nodeHost, file, baseDir, planDir, options);
   const ir = runPasses(source, ctx, request.afterPass);
   const diagnostics = [...ctx.diagnostics].sort((a, b) => (a.span?.start ?? 0) - (b.span?.start ?? 0));
+  const comparison = ir.scheduleOptions?.map(comparisonRow);
   if (hasErrors(diagnostics) || !ir.model || !ir.adapters || !ir.stages || !ir.schedule || !ir.job) {
-    return { diagnostics };
+    return { diagnostics, ...(comparison && { comparison }) };
   }
   const jobFile = request.fileName ? path.resolve(request.fileName) : null;
   const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
   const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100, ir.scheduleOptions);
   const scheduleSvg = ir.timeline && ir.simulation ? scheduleSvg_(plan, ir.timeline.events, ir.simulation) : undefined;
-  return { plan, summary, diagnostics, ...(scheduleSvg !== undefined && { scheduleSvg }) };
+  const trace = ir.timeline ? scheduleTrace(plan, ir.timeline) : undefined;
+  const report = ir.memory ? reportHtml(plan, summary, ir.memory, scheduleSvg) : undefined;
+  return {
+    plan,
+    summary,
+    diagnostics,
+    ...(comparison && { comparison }),
+    ...(scheduleSvg !== undefined && { scheduleSvg }),
+    ...(trace !== undefined && { trace }),
+    ...(report !== undefined && { reportHtml: report }),
+  };
 }

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { compile, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
-import { describePlan } from "../print-summary.js";
+import { compile, comparisonRows, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
+import { describePlan, table } from "../print-summary.js";
 import { writeFilesAtomically } from "../write-files.js";
 
 export interface CompileFlags {
@@ -9,6 +9,7 @@ export interface CompileFlags {
   schedule?: ScheduleName;
   stages?: number | "auto";
   json?: boolean;
+  compare?: boolean;
   dumpIr?: string;
 }
 
@@ -34,6 +35,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
     planDir: dir,
     ...(flags.schedule !== undefined && { schedule: flags.schedule }),
     ...(flags.stages !== undefined && { stages: flags.stages }),
+    ...(flags.compare && { compare: true }),
     ...(flags.dumpIr !== undefined && {
       afterPass: (pass, ir) => {
         if (pass !== flags.dumpIr) return;
@@ -43,6 +45,9 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
     }),
   });
   if (result.diagnostics.length > 0) process.stderr.write(formatDiagnostics(result.diagnostics, source) + "\n");
+  // The table also explains a failure to fit: which schedules would have.
+  const compared = print && flags.compare ? comparisonRows(result.comparison) : undefined;
+  if (compared) process.stdout.write(`schedules weighed (* chosen):\n${table(compared)}\n`);
   if (hasErrors(result.diagnostics) || !result.plan || !result.summary) {
     const errors = result.diagnostics.filter((d) => d.severity === "error").length;
     process.stderr.write(`${errors} error${errors === 1 ? "" : "s"}; nothing written\n`);
@@ -53,6 +58,8 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
       "plan.json": JSON.stringify(result.plan, null, 2) + "\n",
       "summary.json": JSON.stringify(result.summary, null, 2) + "\n",
       ...(result.scheduleSvg !== undefined && { "schedule.svg": result.scheduleSvg }),
+      ...(result.trace !== undefined && { "trace.json": JSON.stringify(result.trace) + "\n" }),
+      ...(result.reportHtml !== undefined && { "report.html": result.reportHtml }),
     });
   } catch (e) {
     process.stderr.write(`loraflow: cannot write ${dir}: ${(e as Error).message}\n`);
@@ -60,7 +67,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
   }
   if (print && flags.json) process.stdout.write(JSON.stringify(result.summary, null, 2) + "\n");
   else if (print && flags.dumpIr === undefined) {
-    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, summary.json and schedule.svg\n`);
+    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, summary.json, schedule.svg, trace.json and report.html\n`);
   }
   return { plan: result.plan, summary: result.summary, dir };
 }

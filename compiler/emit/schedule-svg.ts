@@ -1,39 +1,46 @@
 import type { Plan } from "../plan/schema.js";
 import type { Simulation, TimelineEvent } from "../simulate/simulate.js";
+import { scheduleLabel } from "../schedules/fusion.js";
+import { escapeXml as escape, formatTime, niceStep } from "./format.js";
 
 /** Distinct hues that stay apart for the first dozen adapters, then cycle. */
 const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c"];
 
-const escape = (text: string) => text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+/** Boxes per stage a picture holds before it shows only a stretch from the start. */
+export const MAX_BOXES_PER_STAGE = 160;
 
-function niceStep(span: number, ticks: number): number {
-  const raw = span / ticks;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  return [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? 10 * power;
-}
-
-function formatTime(seconds: number): string {
-  if (seconds === 0) return "0";
-  if (seconds >= 100) return `${Math.round(seconds)} s`;
-  if (seconds >= 1) return `${seconds.toPrecision(3)} s`;
-  if (seconds >= 1e-3) return `${(seconds * 1e3).toPrecision(3)} ms`;
-  return `${(seconds * 1e6).toPrecision(3)} µs`;
+/**
+ * Where the picture stops: the end of the run, or, for long rounds, when the first stage to
+ * reach MAX_BOXES_PER_STAGE forwards and backwards gets there, so that boxes stay wide enough
+ * to read.
+ */
+function cutoff(timeline: readonly TimelineEvent[], stages: number): { end: number; cut: boolean } {
+  const all = Math.max(1e-12, ...timeline.map((e) => e.end));
+  let end = all;
+  for (let s = 0; s < stages; s++) {
+    const boxes = timeline.filter((e) => e.stage === s && e.op !== "STEP").sort((a, b) => a.start - b.start);
+    if (boxes.length > MAX_BOXES_PER_STAGE) end = Math.min(end, boxes[MAX_BOXES_PER_STAGE - 1]!.end);
+  }
+  return { end, cut: end < all };
 }
 
 /**
  * The schedule as a picture: one row per stage, time to the right, a box per forward (solid)
- * and backward (lighter, outlined) coloured by adapter, a black bar per optimizer step, and a
- * legend. It shows the first rounds of the first phase, as the simulator ran them.
+ * and backward (lighter, outlined) coloured by adapter (a fused micro-batch in a band per
+ * adapter), a black bar per optimizer step, and a legend. It shows the first rounds of the
+ * first phase, as the simulator ran them, or the start of them when they are long.
  */
-export function scheduleSvg(plan: Plan, timeline: readonly TimelineEvent[], simulation: Simulation): string {
+export function scheduleSvg(plan: Plan, events: readonly TimelineEvent[], simulation: Simulation): string {
   const stages = plan.stages.length;
+  const { end, cut } = cutoff(events, stages);
+  const timeline = events.filter((e) => e.start < end);
+  const parts = new Map(plan.schedule.phases[0]!.microBatches.map((m) => [m.id, m.parts.map((p) => p.adapter)]));
   const left = 70;
   const top = 56;
   const row = 34;
   const width = 1200;
   const plotWidth = width - left - 20;
-  const end = Math.max(1e-12, ...timeline.map((e) => e.end));
-  const x = (t: number) => left + (t / end) * plotWidth;
+  const x = (t: number) => left + (Math.min(t, end) / end) * plotWidth;
   const legendTop = top + stages * row + 34;
   const adapters = plan.adapters.map((a, i) => ({ name: a.name, color: PALETTE[i % PALETTE.length]! }));
   const legendRows = Math.ceil((adapters.length + 3) / 6);
@@ -42,9 +49,10 @@ export function scheduleSvg(plan: Plan, timeline: readonly TimelineEvent[], simu
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${width}" height="${height}" fill="white"/>`);
   out.push(
-    `<text x="${left}" y="22" font-size="15" font-weight="bold">${escape(`${plan.model.name}: ${plan.schedule.name} on ${stages} stage${stages === 1 ? "" : "s"}`)}</text>`,
+    `<text x="${left}" y="22" font-size="15" font-weight="bold">${escape(`${plan.model.name}: ${scheduleLabel(plan.schedule, plan.adapters)} on ${stages} stage${stages === 1 ? "" : "s"}`)}</text>`,
     `<text x="${left}" y="40" fill="#555">${escape(
-      `idle ${(100 * simulation.idleFraction).toFixed(1)}% of the job; makespan ${formatTime(simulation.makespanSeconds)} (bound ${formatTime(simulation.lowerBoundSeconds)}); showing the first rounds`,
+      `idle ${(100 * simulation.idleFraction).toFixed(1)}% of the job; makespan ${formatTime(simulation.makespanSeconds)} (bound ${formatTime(simulation.lowerBoundSeconds)}); ` +
+        (cut ? `showing the first ${formatTime(end)} of the first round` : "showing the first rounds"),
     )}</text>`,
   );
   const step = niceStep(end, 8);
@@ -64,10 +72,21 @@ export function scheduleSvg(plan: Plan, timeline: readonly TimelineEvent[], simu
       continue;
     }
     const forward = e.op === "F";
-    out.push(
-      `<rect x="${x(e.start).toFixed(2)}" y="${y}" width="${w.toFixed(2)}" height="${row - 8}" fill="${color}" fill-opacity="${forward ? 1 : 0.45}" stroke="${forward ? "white" : color}" stroke-width="${forward ? 0.5 : 1}">` +
-        `<title>${escape(`stage ${e.stage}: ${e.op} mb${e.mb} (${adapters[e.adapter]?.name}), ${formatTime(e.start)} to ${formatTime(e.end)}`)}</title></rect>`,
-    );
+    const members = parts.get(e.mb) ?? [e.adapter];
+    const title = `<title>${escape(`stage ${e.stage}: ${e.op} mb${e.mb} (${members.map((a) => adapters[a]?.name).join(" + ")}), ${formatTime(e.start)} to ${formatTime(e.end)}`)}</title>`;
+    if (members.length === 1) {
+      out.push(
+        `<rect x="${x(e.start).toFixed(2)}" y="${y}" width="${w.toFixed(2)}" height="${row - 8}" fill="${color}" fill-opacity="${forward ? 1 : 0.45}" stroke="${forward ? "white" : color}" stroke-width="${forward ? 0.5 : 1}">${title}</rect>`,
+      );
+      continue;
+    }
+    // A fused micro-batch: a band per adapter, one outline around them.
+    const band = (row - 8) / members.length;
+    out.push(`<g>${title}`);
+    members.forEach((a, i) => {
+      out.push(`<rect x="${x(e.start).toFixed(2)}" y="${(y + i * band).toFixed(2)}" width="${w.toFixed(2)}" height="${band.toFixed(2)}" fill="${adapters[a]?.color ?? "#999"}" fill-opacity="${forward ? 1 : 0.45}"/>`);
+    });
+    out.push(`<rect x="${x(e.start).toFixed(2)}" y="${y}" width="${w.toFixed(2)}" height="${row - 8}" fill="none" stroke="${forward ? "white" : "#555"}" stroke-width="${forward ? 0.5 : 1}"/></g>`);
   }
   const items = [
     ...adapters.map((a) => ({ label: a.name, swatch: `fill="${a.color}"` })),

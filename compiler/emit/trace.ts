@@ -30,6 +30,8 @@ export interface Trace {
 const COMPUTE = 0;
 
 const us = (seconds: number) => Math.round(seconds * 1e9) / 1e3;
+/** A duration from rounded ends, so that back-to-back slices meet rather than overlap. */
+const span = (start: number, end: number) => Math.round((us(end) - us(start)) * 1e3) / 1e3;
 
 export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
   const name = (a: number) => plan.adapters[a]?.name ?? `adapter ${a}`;
@@ -66,7 +68,7 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
       pid: e.stage,
       tid: COMPUTE,
       ts: us(e.start),
-      dur: us(e.end - e.start),
+      dur: span(e.start, e.end),
       args: { adapter: name(e.adapter), ...(e.mb >= 0 && { microBatch: e.mb }) },
     });
   }
@@ -89,7 +91,7 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
       pid: t.from,
       tid,
       ts: us(t.start),
-      dur: us(t.end - t.start),
+      dur: span(t.start, t.end),
       args: { adapter: name(t.adapter), round: t.round, arrives: us(t.end), takenBy: us(t.received) },
     });
     const target = consumer(t.to, t.what === "act" ? "F" : "B", t.mb, t.received);

@@ -1,6 +1,6 @@
 import type { Ir, Pass, ResolvedAdapter, Schedule, ScheduleOption } from "../ir.js";
 import { verifySchedule } from "../plan/verify-schedule.js";
-import { chunk, fusionOrder, fusionSizes, interleavingOrders } from "../schedules/fusion.js";
+import { chunk, fusionOrder, fusionSizes, interleavingOrders, scheduleLabel } from "../schedules/fusion.js";
 import { interleavedSchedule } from "../schedules/interleave.js";
 import { flushSchedule } from "../schedules/pipeline.js";
 import { simulate as run } from "../simulate/simulate.js";
@@ -22,12 +22,6 @@ export function buildSchedule(name: Concrete, ir: Ir, groups?: number[][]): Sche
     case "mlora":
       return groups ? { name, groups, phases: interleavedSchedule(adapters, p, groups) } : { name, phases: interleavedSchedule(adapters, p) };
   }
-}
-
-export function scheduleLabel(schedule: Pick<Schedule, "name" | "groups">, adapters: readonly Pick<ResolvedAdapter, "name">[]): string {
-  if (!schedule.groups) return schedule.name;
-  const fused = schedule.groups.some((g) => g.length > 1);
-  return `${schedule.name} ${fused ? "fused" : "ordered"} ${schedule.groups.map((g) => g.map((i) => adapters[i]!.name).join("+")).join(" ")}`;
 }
 
 interface Weighed {

@@ -107,13 +107,14 @@ export function buildSummary(plan: Plan, simulation: Simulation | undefined, mem
     imbalance: imbalance(simulation?.busySeconds ?? []),
     lowerBoundSeconds: simulation?.lowerBoundSeconds ?? 0,
     idleFraction: simulation?.idleFraction ?? 0,
+    tokensPerSecond: simulation && simulation.makespanSeconds > 0 ? plan.adapters.reduce((n, a) => n + a.steps * a.batch * a.seqLen, 0) / simulation.makespanSeconds : 0,
     compileMillis,
     ...(groups && { groups }),
     ...(options && { comparison: options.map(comparisonRow) }),
   };
 }
 
-function comparisonRow(o: ScheduleOption): NonNullable<Summary["comparison"]>[number] {
+export function comparisonRow(o: ScheduleOption): NonNullable<Summary["comparison"]>[number] {
   return {
     label: o.label,
     makespanSeconds: o.makespanSeconds ?? null,

@@ -149,6 +149,8 @@ export const SummarySchema = z.object({
   /** 1 - mean / max of the stages' busy times. */
   imbalance: finite,
   idleFraction: finite,
+  /** Tokens every adapter trains on, over the makespan. */
+  tokensPerSecond: finite,
   compileMillis: finite,
   /** Fused adapter groups of the chosen schedule, by name, in stream order. */
   groups: z.array(z.array(z.string())).optional(),

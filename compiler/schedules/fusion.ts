@@ -1,4 +1,4 @@
-import type { ResolvedAdapter } from "../ir.js";
+import type { ResolvedAdapter, Schedule } from "../ir.js";
 
 /** Tokens one micro-batch of the adapter carries. */
 const tokens = (a: ResolvedAdapter) => a.microBatch * a.seqLen;
@@ -36,4 +36,11 @@ export function interleavingOrders(adapters: readonly ResolvedAdapter[]): number
   const heavy = [...adapters].sort((a, b) => tokens(b) - tokens(a) || a.index - b.index);
   if (heavy.every((a, i) => a.index === adapters[i]!.index)) return [];
   return [heavy.map((a) => [a.index])];
+}
+
+/** "mlora", or "mlora fused a+b c+d" / "mlora ordered c b a" when groups shape the stream. */
+export function scheduleLabel(schedule: Pick<Schedule, "name" | "groups">, adapters: readonly Pick<ResolvedAdapter, "name">[]): string {
+  if (!schedule.groups) return schedule.name;
+  const fused = schedule.groups.some((g) => g.length > 1);
+  return `${schedule.name} ${fused ? "fused" : "ordered"} ${schedule.groups.map((g) => g.map((i) => adapters[i]!.name).join("+")).join(" ")}`;
 }

@@ -21,13 +21,15 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
 describe("loraflow compile", () => {
-  it("writes plan.json, summary.json and schedule.svg to out/<job name> and prints what it planned", () => {
+  it("writes plan.json, summary.json, schedule.svg, trace.json and report.html to out/<job name> and prints what it planned", () => {
     const r = loraflow("compile", "examples/tiny.lf");
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/schedule 1f1b over 2 stages/);
-    expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json, summary\.json and schedule\.svg/);
-    expect(fs.existsSync(path.join(work, "out/tiny/schedule.svg"))).toBe(true);
+    expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json, summary\.json, schedule\.svg, trace\.json and report\.html/);
+    expect(r.stdout).toMatch(/simulated: makespan .* \(bound .*\), idle 0\.\d{3}, imbalance 0\.\d{3}, \d+ tokens\/s/);
+    for (const f of ["schedule.svg", "trace.json", "report.html"]) expect(fs.existsSync(path.join(work, "out/tiny", f)), f).toBe(true);
+    expect(JSON.parse(fs.readFileSync(path.join(work, "out/tiny/trace.json"), "utf8")).traceEvents.length).toBeGreaterThan(0);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
     expect(plan.format).toBe("loraflow.plan/1");
     expect(plan.adapters[0].data.path).toBe("../../examples/data/count.jsonl");
@@ -42,6 +44,25 @@ describe("loraflow compile", () => {
     expect(summary.schedule).toBe("batch");
     expect(summary.stages).toHaveLength(2);
     expect(fs.existsSync(path.join(work, "plans/b/plan.json"))).toBe(true);
+  });
+
+  it("--compare prints every schedule weighed, the chosen one starred", () => {
+    const r = loraflow("compile", "examples/llama2-7b-4xa6000.lf", "-o", "plans/cmp", "--compare");
+    expect(r.code).toBe(0);
+    const table = r.stdout.slice(0, r.stdout.indexOf("model "));
+    expect(table).toMatch(/^schedules weighed \(\* chosen\):\n {4}schedule +makespan +idle +peak memory +fits/);
+    for (const name of ["mlora", "batch", "1f1b", "gpipe", "mlora fused math\\+code chat\\+summarize"]) expect(table).toMatch(new RegExp(`\\n {2}[ *] ${name} +\\d+ s +0\\.\\d{3} +[\\d.]+ GB +yes`));
+    expect(table.match(/\n {2}\* /g)).toHaveLength(1);
+    expect(fs.readFileSync(path.join(work, "plans/cmp/report.html"), "utf8")).toContain("<h2>Schedules weighed</h2>");
+  });
+
+  it("--compare marks the schedules that would not fit", () => {
+    // 12 GB devices: a fused batch stashes all four adapters' activations and does not fit.
+    fs.writeFileSync(path.join(work, "examples/small.lf"), fs.readFileSync(path.join(work, "examples/llama2-7b-4xa6000.lf"), "utf8").replace("memory 48GB", "memory 12GB"));
+    const r = loraflow("compile", "examples/small.lf", "-o", "plans/small", "--schedule", "mlora", "--stages", "4", "--compare");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\n {4}batch +- +- +[\d.]+ GB +no +exceeds device memory/);
+    expect(r.stdout).toMatch(/\n {2}\* mlora +\d+ s +0\.\d{3} +[\d.]+ GB +yes/);
   });
 
   it("a failing compile prints diagnostics, exits 1 and leaves the folder as it was", () => {
