@@ -9,6 +9,7 @@ export { formatAction, parseAction, type Action } from "./plan/actions.js";
 export { readPlan, planProblems, type PlanReading } from "./plan/read.js";
 export { comparisonRows } from "./emit/comparison.js";
 export { formatTime } from "./emit/format.js";
+export { planModule } from "./emit/plan-ts.js";
 export type { Trace, TraceEvent } from "./emit/trace.js";
 export { planMemory } from "./plan/memory.js";
 export { PLAN_FORMAT, PlanSchema, SUMMARY_FORMAT, SummarySchema, type Plan, type PlanAdapter, type PlanStage, type Summary } from "./plan/schema.js";

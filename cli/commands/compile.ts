@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { compile, comparisonRows, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
+import { compile, comparisonRows, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
 import { describePlan, table } from "../print-summary.js";
 import { writeFilesAtomically } from "../write-files.js";
 
@@ -60,6 +60,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
       ...(result.scheduleSvg !== undefined && { "schedule.svg": result.scheduleSvg }),
       ...(result.trace !== undefined && { "trace.json": JSON.stringify(result.trace) + "\n" }),
       ...(result.reportHtml !== undefined && { "report.html": result.reportHtml }),
+      "plan.ts": planModule(result.plan, path.basename(jobPath)),
     });
   } catch (e) {
     process.stderr.write(`loraflow: cannot write ${dir}: ${(e as Error).message}\n`);
@@ -67,7 +68,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
   }
   if (print && flags.json) process.stdout.write(JSON.stringify(result.summary, null, 2) + "\n");
   else if (print && flags.dumpIr === undefined) {
-    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, summary.json, schedule.svg, trace.json and report.html\n`);
+    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, plan.ts, summary.json, schedule.svg, trace.json and report.html\n`);
   }
   return { plan: result.plan, summary: result.summary, dir };
 }

@@ -9,7 +9,7 @@ const finite = z.number().refine(Number.isFinite, "must be a finite number");
 /** Paths in a plan are relative to the plan's folder, with forward slashes. */
 const relPath = z.string().min(1);
 
-const LlamaConfigSchema = z.object({
+export const LlamaConfigSchema = z.object({
   layers: positive,
   hidden: positive,
   heads: positive,
@@ -24,7 +24,7 @@ const LlamaConfigSchema = z.object({
   ropeScaling: z.record(z.string(), z.unknown()).nullable(),
 });
 
-const OptimizerSchema = z.object({
+export const OptimizerSchema = z.object({
   kind: z.enum(["adamw", "sgd"]),
   lr: finite,
   weightDecay: finite,
@@ -37,7 +37,7 @@ const OptimizerSchema = z.object({
   clip: finite,
 });
 
-const AdapterSchema = z.object({
+export const AdapterSchema = z.object({
   name: z.string().min(1),
   rank: positive,
   alpha: finite,
@@ -59,7 +59,7 @@ const AdapterSchema = z.object({
   saveEvery: count,
 });
 
-const StageSchema = z.object({
+export const StageSchema = z.object({
   index: count,
   device: count,
   node: count,
@@ -71,7 +71,7 @@ const StageSchema = z.object({
   head: z.boolean(),
 });
 
-const PhaseSchema = z.object({
+export const PhaseSchema = z.object({
   rounds: positive,
   stepsPerRound: positive,
   adapters: z.array(count).min(1),

@@ -26,9 +26,9 @@ describe("loraflow compile", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/schedule 1f1b over 2 stages/);
-    expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json, summary\.json, schedule\.svg, trace\.json and report\.html/);
+    expect(r.stdout).toMatch(/wrote out\/tiny\/plan\.json, plan\.ts, summary\.json, schedule\.svg, trace\.json and report\.html/);
     expect(r.stdout).toMatch(/simulated: makespan .* \(bound .*\), idle 0\.\d{3}, imbalance 0\.\d{3}, \d+ tokens\/s/);
-    for (const f of ["schedule.svg", "trace.json", "report.html"]) expect(fs.existsSync(path.join(work, "out/tiny", f)), f).toBe(true);
+    for (const f of ["plan.ts", "schedule.svg", "trace.json", "report.html"]) expect(fs.existsSync(path.join(work, "out/tiny", f)), f).toBe(true);
     expect(JSON.parse(fs.readFileSync(path.join(work, "out/tiny/trace.json"), "utf8")).traceEvents.length).toBeGreaterThan(0);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
     expect(plan.format).toBe("loraflow.plan/1");
