@@ -7,7 +7,7 @@ import type { TargetModule } from "./models/llama.js";
 import type { Graph } from "./models/llama-graph.js";
 import type { WeightsInfo } from "./models/weights.js";
 import type { StageMemory } from "./cost/memory.js";
-import type { Simulation, Timeline } from "./simulate/simulate.js";
+import type { PhaseCosts, Simulation, Timeline } from "./simulate/simulate.js";
 
 export interface ResolvedModel {
   name: string;
@@ -93,6 +93,13 @@ export interface ScheduleOption {
   pruned?: boolean;
 }
 
+/** A schedule as priced and simulated while `auto` weighed it. */
+export interface Simulated {
+  schedule: Schedule;
+  costs: PhaseCosts[];
+  simulation: Simulation;
+}
+
 /** The one structure every pass reads and returns a new version of. */
 export interface Ir {
   source: string;
@@ -110,6 +117,8 @@ export interface Ir {
   memory?: StageMemory[];
   /** The schedules weighed, with `auto` or `compare`. */
   scheduleOptions?: ScheduleOption[];
+  /** The chosen schedule's prices and simulation, when weighing it produced them. */
+  simulated?: Simulated;
 }
 
 export interface CompileOptions {

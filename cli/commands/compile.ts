@@ -39,7 +39,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
     ...(flags.dumpIr !== undefined && {
       afterPass: (pass, ir) => {
         if (pass !== flags.dumpIr) return;
-        const { source: _source, ...rest } = ir;
+        const { source: _source, simulated: _simulated, ...rest } = ir;
         process.stdout.write(JSON.stringify(rest, null, 2) + "\n");
       },
     }),

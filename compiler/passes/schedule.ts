@@ -1,4 +1,4 @@
-import type { Ir, Pass, ResolvedAdapter, Schedule, ScheduleOption } from "../ir.js";
+import type { Ir, Pass, ResolvedAdapter, Schedule, ScheduleOption, Simulated } from "../ir.js";
 import { verifySchedule } from "../plan/verify-schedule.js";
 import { chunk, fusionOrder, fusionSizes, interleavingOrders, scheduleLabel } from "../schedules/fusion.js";
 import { interleavedSchedule } from "../schedules/interleave.js";
@@ -27,6 +27,8 @@ export function buildSchedule(name: Concrete, ir: Ir, groups?: number[][]): Sche
 interface Weighed {
   option: ScheduleOption;
   schedule: Schedule;
+  /** The priced and simulated schedule, which the simulate pass reuses for the one chosen. */
+  simulated?: Simulated;
 }
 
 /**
@@ -54,7 +56,7 @@ function weigh(ir: Ir, schedule: Schedule, best: number, prune: boolean): Weighe
     if (busiest >= best) return { option: { ...option, pruned: true }, schedule };
   }
   const simulation = run(ir.stages!.length, schedule.phases, costs);
-  return { option: { ...option, makespanSeconds: simulation.makespanSeconds, idleFraction: simulation.idleFraction }, schedule };
+  return { option: { ...option, makespanSeconds: simulation.makespanSeconds, idleFraction: simulation.idleFraction }, schedule, simulated: { schedule, costs, simulation } };
 }
 
 /**
@@ -100,6 +102,11 @@ export const schedule: Pass = {
     if (chosen) chosen.option.chosen = true;
     const scheduleOptions = weighed.map((w) => w.option);
     // Nothing fits: 1F1B goes on, and the memory plan explains why it does not fit.
-    return { ...ir, scheduleOptions, schedule: chosen?.schedule ?? buildSchedule(requested === "auto" ? "1f1b" : requested, ir) };
+    return {
+      ...ir,
+      scheduleOptions,
+      schedule: chosen?.schedule ?? buildSchedule(requested === "auto" ? "1f1b" : requested, ir),
+      ...(chosen?.simulated && { simulated: chosen.simulated }),
+    };
   },
 };

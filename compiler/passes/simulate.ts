@@ -66,10 +66,12 @@ export const simulate: Pass = {
   name: "simulate",
   needs: ["schedule", "stages", "adapters", "model", "job"],
   run(ir) {
-    const costs = priceSchedule(ir, ir.schedule!);
+    // `auto` may have simulated this very schedule already.
+    const done = ir.simulated?.schedule === ir.schedule ? ir.simulated : undefined;
+    const costs = done?.costs ?? priceSchedule(ir, ir.schedule!);
     const phases = ir.schedule!.phases;
     // What the picture shows: the first phase's first two rounds.
     const timeline = phaseTimeline(ir.stages!.length, phases[0]!, costs[0]!, 2);
-    return { ...ir, simulation: run(ir.stages!.length, phases, costs), timeline };
+    return { ...ir, simulation: done?.simulation ?? run(ir.stages!.length, phases, costs), timeline };
   },
 };
