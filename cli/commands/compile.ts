@@ -1,7 +1,7 @@
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { compile, comparisonRows, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
 import { describePlan, table } from "../print-summary.js";
+import { readTextOrReport } from "../read-text.js";
 import { writeFilesAtomically } from "../write-files.js";
 
 export interface CompileFlags {
@@ -22,13 +22,8 @@ export function defaultPlanDir(jobPath: string): string {
  * Prints diagnostics to stderr. Returns the plan and where it went, or undefined on failure.
  */
 export function compileToDir(jobPath: string, flags: CompileFlags, print: boolean): { plan: Plan; summary: Summary; dir: string } | undefined {
-  let source: string;
-  try {
-    source = fs.readFileSync(jobPath, "utf8");
-  } catch (e) {
-    process.stderr.write(`loraflow: cannot read ${jobPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
-    return undefined;
-  }
+  const source = readTextOrReport(jobPath);
+  if (source === undefined) return undefined;
   const dir = flags.out ?? defaultPlanDir(jobPath);
   const result = compile(source, {
     fileName: jobPath,

@@ -4,6 +4,7 @@ import { formatDiagnostics, readPlan, type Plan } from "../../compiler/index.js"
 import { formatBytes } from "../../dsl/index.js";
 import { RunError } from "../../runtime/errors.js";
 import { runPlan } from "../../runtime/run.js";
+import { readTextOrReport } from "../read-text.js";
 import { compileToDir } from "./compile.js";
 
 export interface RunFlags {
@@ -15,13 +16,8 @@ export interface RunFlags {
 
 function loadPlanDir(dir: string): Plan | undefined {
   const file = path.join(dir, "plan.json");
-  let text: string;
-  try {
-    text = fs.readFileSync(file, "utf8");
-  } catch (e) {
-    process.stderr.write(`loraflow: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
-    return undefined;
-  }
+  const text = readTextOrReport(file);
+  if (text === undefined) return undefined;
   const reading = readPlan(text, file);
   if (!reading.plan) {
     process.stderr.write(formatDiagnostics(reading.diagnostics) + "\n");
