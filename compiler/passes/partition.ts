@@ -32,10 +32,12 @@ export const partition: Pass = {
 
     const bytes = DTYPE_BYTES[model.dtype];
     const device = cluster.device;
-    // One micro-batch of each adapter, alone; a round runs microBatchesPerStep of each.
+    // One micro-batch of each adapter, alone. Over the job an adapter runs microBatchesPerStep of
+    // them per step, for its steps: weighting by steps balances the whole job's work, so an
+    // adapter that stops early does not pull the split towards its shape.
     const shapes: { mb: MicroBatch; count: number }[] = adapters.map((a) => ({
       mb: { id: 0, parts: [{ adapter: a.index, step: 0, index: 0, sequences: a.microBatch }] },
-      count: a.microBatchesPerStep,
+      count: a.microBatchesPerStep * a.steps,
     }));
     const one = (first: number, last: number, head: boolean): number =>
       shapes.reduce((t, { mb, count }) => {

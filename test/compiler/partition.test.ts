@@ -110,6 +110,27 @@ describe("partition pass", () => {
     expect(count(p.stages[3]!)).toBeLessThan(count(p.stages[0]!));
   });
 
+  it("the split balances the whole job: a briefly trained heavy adapter moves it less than a long one", () => {
+    // Adapter `long` is light (rank 4 on q, seq 128); `heavy` (rank 128 on every module, seq 1024)
+    // pulls work towards the MLP-heavy end of each layer only as much as it trains.
+    const heavy = (steps: number) => `
+model m { layers 16 hidden 512 heads 8 ffn 4096 vocab 32000 }
+adapter long { data "data/math.jsonl" rank 4 targets q_proj seq_len 128 batch 4 micro_batch 1 steps 1000 }
+adapter heavy { data "data/math.jsonl" rank 128 targets all seq_len 1024 batch 4 micro_batch 1 steps ${steps} }
+cluster c { gpu A6000 gpus 4 }
+plan { schedule 1f1b stages 4 }`;
+    const split = (steps: number) => {
+      const r = compile(heavy(steps), { baseDir: "examples" });
+      return { blocks: r.plan!.stages.map((s) => s.blocks), imbalance: r.summary!.imbalance };
+    };
+    const brief = split(1);
+    const long = split(1000);
+    expect(brief.blocks).not.toEqual(long.blocks);
+    // Each split is balanced for the job it serves, to within a block (an MLP half is 8% of a stage).
+    expect(brief.imbalance).toBeLessThan(0.08);
+    expect(long.imbalance).toBeLessThan(0.08);
+  });
+
   it("stages auto picks a count no larger than the devices, and the override wins", () => {
     const auto = plan(job(32, "auto", 8));
     expect(auto.stages.length).toBeGreaterThanOrEqual(1);
