@@ -112,6 +112,7 @@ ${figure(formatBytes(Math.max(...summary.stages.map((s) => s.memoryBytes))), "la
 <h2>Memory per stage</h2>
 ${memoryBars(plan, memory)}
 <h2>Schedule</h2>
+<p>Hover a box for its micro-batch and times. <code>trace.json</code> beside this page holds the same stretch with every message and wait; open it in ui.perfetto.dev or chrome://tracing.</p>
 ${svg ? `<div class="svg">${svg.replace(/^<\?xml[^>]*>\s*/, "")}</div>` : "<p>No picture: the plan was not simulated.</p>"}
 <h2>Stages</h2>
 ${table(stageRows, (j) => j >= 3)}

@@ -4,7 +4,8 @@ import type { Timeline } from "../simulate/simulate.js";
 /**
  * The simulated schedule as Chrome trace events (chrome://tracing, ui.perfetto.dev): a process
  * per stage with a compute thread and a thread per link direction, a slice per forward,
- * backward, optimizer step and message, and a flow arrow from each send to the compute that
+ * backward, optimizer step and message, a slice for every wait (the bubbles, with what the
+ * stage waited for), and a flow arrow from each send to the compute that
  * consumed it on the receiving stage. Times are microseconds. It covers what the schedule
  * picture covers: the first rounds of the first phase.
  */
@@ -71,6 +72,12 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
       dur: span(e.start, e.end),
       args: { adapter: name(e.adapter), ...(e.mb >= 0 && { microBatch: e.mb }) },
     });
+  }
+  for (const w of timeline.waits) {
+    // Below the trace's resolution (a nanosecond) a wait is rounding, not a bubble.
+    if (span(w.start, w.end) <= 0) continue;
+    const reason = w.reason.replace(/adapter (\d+)$/, (_, a: string) => name(Number(a)));
+    events.push({ name: `waiting for ${reason}`, cat: "idle", ph: "X", pid: w.stage, tid: COMPUTE, ts: us(w.start), dur: span(w.start, w.end) });
   }
   // The compute that consumes a message: the receiver's first F (activations) or B (gradients)
   // of that micro-batch starting no earlier than the message was taken.

@@ -44,10 +44,20 @@ export interface TransferEvent {
   received: number;
 }
 
-/** What one simulated stretch looked like: compute on each stage, and the messages between. */
+/** A stretch a stage stood idle, and what it waited for. */
+export interface WaitEvent {
+  stage: number;
+  start: number;
+  end: number;
+  /** "activations mb3 from stage 0", "gradients mb3 from stage 2", "gradient norms of adapter 1". */
+  reason: string;
+}
+
+/** What one simulated stretch looked like: compute on each stage, the messages between, the waits. */
 export interface Timeline {
   events: TimelineEvent[];
   transfers: TransferEvent[];
+  waits: WaitEvent[];
 }
 
 interface RoundsResult {
@@ -118,6 +128,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
         } else if (a.op === "RECV") {
           const at = arrivals.get(messageKey(a.what, a.peer, a.mb, r));
           if (at === undefined) break;
+          if (timeline && at > clock[s]!) timeline.waits.push({ stage: s, start: clock[s]!, end: at, reason: `${a.what === "act" ? "activations" : "gradients"} mb${a.mb} from stage ${a.peer}` });
           clock[s] = Math.max(clock[s]!, at);
           const t = timeline && sent.get(messageKey(a.what, a.peer, a.mb, r));
           if (t) t.received = clock[s]!;
@@ -127,7 +138,9 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           const need = needed.get(`${a.adapter} ${j}`) ?? 0;
           if (!v.count.every((c) => c >= need)) break;
           const cost = costs.step[s]![a.adapter]!;
-          clock[s] = Math.max(clock[s]!, ...v.at) + cost;
+          const ready = Math.max(clock[s]!, ...v.at);
+          if (timeline && ready > clock[s]!) timeline.waits.push({ stage: s, start: clock[s]!, end: ready, reason: `gradient norms of adapter ${a.adapter}` });
+          clock[s] = ready + cost;
           timeline?.events.push({ stage: s, op: "STEP", mb: -1, adapter: a.adapter, start: clock[s]! - cost, end: clock[s]! });
           if (r === 0) busy[s]! += cost;
           taken[s]!.set(`${r} ${a.adapter}`, j + 1);
@@ -154,7 +167,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
  */
 /** The first `rounds` rounds of a phase, action by action. */
 export function phaseTimeline(stages: number, phase: VerifiablePhase, costs: PhaseCosts, rounds: number): Timeline {
-  const timeline: Timeline = { events: [], transfers: [] };
+  const timeline: Timeline = { events: [], transfers: [], waits: [] };
   runRounds(stages, phase, phase.actions.map((list) => list.map((t) => parseAction(t)!)), costs, Math.min(rounds, phase.rounds), timeline);
   return timeline;
 }

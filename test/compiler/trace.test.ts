@@ -34,6 +34,11 @@ describe("trace.json", () => {
     const phase = r.plan!.schedule.phases[0]!;
     const computes = slices.filter((e) => e.cat === "forward" || e.cat === "backward");
     expect(computes).toHaveLength(phase.microBatches.length * 2 * 4 * Math.min(2, phase.rounds));
+    // Waits are slices too, on the compute thread, saying what the stage waited for; the
+    // no-overlap check above keeps them between the computes.
+    const waits = slices.filter((e) => e.cat === "idle");
+    for (const w of waits) expect(w.name).toMatch(/^waiting for (activations mb\d+ from stage \d|gradients mb\d+ from stage \d|gradient norms of (math|code|chat|summarize))$/);
+    if (schedule === "1f1b") expect(waits.some((w) => w.pid === 3 && w.name.startsWith("waiting for activations"))).toBe(true);
     // Every transfer has a flow start on its sender and a flow end bound to a compute slice of the receiver.
     const transfers = slices.filter((e) => e.cat === "transfer");
     expect(transfers.length).toBe(phase.microBatches.length * 2 * 3 * Math.min(2, phase.rounds));
