@@ -1,7 +1,9 @@
 import { formatBytes } from "../../dsl/index.js";
 import { adapterStateBytes, baseWeightBytes, stashBytes } from "../cost/memory.js";
 import { DTYPE_BYTES, stageSeconds } from "../cost/model.js";
-import type { Ir, MicroBatch, Pass, StageAssignment } from "../ir.js";
+import type { Ir, MicroBatch, Pass, ResolvedAdapter, StageAssignment } from "../ir.js";
+import type { ScheduleName } from "../job.js";
+import { MAX_STREAM } from "../schedules/interleave.js";
 import { balance, type Balance, type BalanceProblem } from "../partition/balance.js";
 
 /**
@@ -9,9 +11,29 @@ import { balance, type Balance, type BalanceProblem } from "../partition/balance
  * slowest stage is as fast as it can be, each stage within its device's memory (weights, adapter
  * state, and the activations of the micro-batches a 1F1B stage keeps in flight). The embedding
  * runs on the first stage, the head on the last, and both are priced. `stages auto` tries every
- * count up to the devices and keeps the one with the shortest estimated pipeline round.
+ * count up to the devices and keeps the one with the shortest estimate: the bottleneck stage's
+ * work times the schedule's fill factor.
  * Stage i runs on device i.
  */
+/**
+ * How much longer than its bottleneck stage's work a pipeline of p stages takes, by schedule: a
+ * flush of m micro-batches costs (m + p - 1) / m; 1F1B and GPipe flush per adapter step, `batch`
+ * once per fused step; an interleaved stream (mlora, and auto with several adapters, which
+ * interleaves) fills and drains once per round of S micro-batches, (S + p - 1) / S, provided the
+ * other adapters cover the pipeline's depth (else its rounds are single steps).
+ */
+export function fillFactor(schedule: ScheduleName, adapters: readonly ResolvedAdapter[], p: number): number {
+  const perStep = adapters.reduce((n, a) => n + a.microBatchesPerStep, 0);
+  const depth = Math.max(...adapters.map((a) => a.microBatchesPerStep));
+  if ((schedule === "mlora" || schedule === "auto") && adapters.length > 1) {
+    const chainable = adapters.every((a) => perStep - a.microBatchesPerStep >= p - 1);
+    const stream = chainable ? Math.min(MAX_STREAM, perStep * Math.max(...adapters.map((a) => a.steps))) : perStep;
+    return (stream + p - 1) / stream;
+  }
+  if (schedule === "batch") return (depth + p - 1) / depth;
+  return (perStep + adapters.length * (p - 1)) / perStep;
+}
+
 export const partition: Pass = {
   name: "partition",
   needs: ["model", "job", "adapters"],
@@ -74,12 +96,11 @@ export const partition: Pass = {
 
     let chosen: Balance | undefined;
     if (plan.stages === "auto") {
-      // A flushing 1F1B round takes about (m + p - 1) / m of its bottleneck stage's work.
       let bestTime = Infinity;
       for (let p = 1; p <= Math.min(devices, blocks); p++) {
         const b = balance(problem(p));
         if (!b) continue;
-        const estimate = (b.bottleneckSeconds * (depth + p - 1)) / depth;
+        const estimate = b.bottleneckSeconds * fillFactor(plan.schedule, adapters, p);
         if (estimate < bestTime * (1 - 1e-9)) {
           bestTime = estimate;
           chosen = b;

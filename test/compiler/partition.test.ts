@@ -1,5 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { ResolvedAdapter } from "../../compiler/ir.js";
+import { fillFactor } from "../../compiler/passes/partition.js";
 import { compile, type Plan } from "../../compiler/index.js";
 import { balance, stageSeconds, type BalanceProblem } from "../../compiler/partition/balance.js";
 
@@ -129,6 +131,33 @@ plan { schedule 1f1b stages 4 }`;
     // Each split is balanced for the job it serves, to within a block (an MLP half is 8% of a stage).
     expect(brief.imbalance).toBeLessThan(0.08);
     expect(long.imbalance).toBeLessThan(0.08);
+  });
+
+  it("stages auto judges each count by the schedule that will run: an interleaved stream has no bubble to fear", () => {
+    // Eight adapters of one micro-batch per step: a flushing schedule gains nothing from stages
+    // (m = 1), an interleaved one gains nearly p-fold.
+    const source = (stages: number | "auto") => `
+model m { layers 32 hidden 4096 heads 32 ffn 11008 vocab 32000 max_seq 512 }
+${Array.from({ length: 8 }, (_, i) => `adapter a${i} { data "data/math.jsonl" rank 16 targets all seq_len 512 batch 2 micro_batch 2 steps 100 }`).join("\n")}
+cluster c { gpu A100-80G gpus 8 }
+plan { schedule auto stages ${stages} }`;
+    const makespan = (stages: number | "auto") => compile(source(stages), { baseDir: "examples" }).summary!.makespanSeconds;
+    const auto = compile(source("auto"), { baseDir: "examples" });
+    expect(auto.plan!.stages).toHaveLength(8);
+    const best = Math.min(...[1, 2, 4, 8].map(makespan));
+    expect(auto.summary!.makespanSeconds).toBeLessThanOrEqual(best * 1.0001);
+    expect(makespan(1) / auto.summary!.makespanSeconds).toBeGreaterThan(5);
+  });
+
+  it.each([
+    { schedule: "1f1b", m: [4, 4], p: 4, factor: (8 + 2 * 3) / 8 },
+    { schedule: "batch", m: [4, 2], p: 4, factor: 7 / 4 },
+    { schedule: "mlora", m: [4, 4], p: 4, factor: (256 + 3) / 256 }, // a round holds at most MAX_STREAM
+    { schedule: "mlora", m: [1, 1], p: 4, factor: (2 + 3) / 2 },
+    { schedule: "auto", m: [4], p: 4, factor: 7 / 4 },
+  ] as const)("fill factor: $schedule, micro-batches $m, p = $p", ({ schedule, m, p, factor }) => {
+    const adapters = m.map((n, index) => ({ index, microBatchesPerStep: n, steps: 100 }) as ResolvedAdapter);
+    expect(fillFactor(schedule, adapters, p)).toBeCloseTo(factor, 12);
   });
 
   it("stages auto picks a count no larger than the devices, and the override wins", () => {
