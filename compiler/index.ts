@@ -10,6 +10,9 @@ export { readPlan, planProblems, type PlanReading } from "./plan/read.js";
 export { comparisonRows } from "./emit/comparison.js";
 export { formatTime } from "./emit/format.js";
 export { planModule } from "./emit/plan-ts.js";
+// The tensors a plan's model has (names, shapes, LoRA sites): part of the plan contract, so the
+// runtime reads them here rather than re-deriving them.
+export { MODULE_PARENT, TARGET_MODULES, targetModules, weightShapes, type TargetModule, type TargetModuleName } from "./models/llama.js";
 export type { Trace, TraceEvent } from "./emit/trace.js";
 export { planMemory } from "./plan/memory.js";
 export { PLAN_FORMAT, PlanSchema, SUMMARY_FORMAT, SummarySchema, type Plan, type PlanAdapter, type PlanStage, type Summary } from "./plan/schema.js";

@@ -13,6 +13,17 @@ export const TARGET_GROUPS: Readonly<Record<string, readonly TargetModuleName[]>
   mlp: ["gate_proj", "up_proj", "down_proj"],
 };
 
+/** The submodule each target sits in: the PEFT key is `model.layers.{i}.{parent}.{name}`. */
+export const MODULE_PARENT: Readonly<Record<TargetModuleName, "self_attn" | "mlp">> = {
+  q_proj: "self_attn",
+  k_proj: "self_attn",
+  v_proj: "self_attn",
+  o_proj: "self_attn",
+  gate_proj: "mlp",
+  up_proj: "mlp",
+  down_proj: "mlp",
+};
+
 export interface TargetModule {
   name: TargetModuleName;
   /** "self_attn" or "mlp": the PEFT key is `model.layers.{i}.{parent}.{name}`. */
@@ -21,18 +32,20 @@ export interface TargetModule {
   out: number;
 }
 
+/** Every module LoRA can target, in TARGET_MODULES order, with its [in -> out] shape. */
 export function targetModules(arch: LlamaArch): TargetModule[] {
   const q = arch.heads * arch.headDim;
   const kv = arch.kvHeads * arch.headDim;
-  return [
-    { name: "q_proj", parent: "self_attn", in: arch.hidden, out: q },
-    { name: "k_proj", parent: "self_attn", in: arch.hidden, out: kv },
-    { name: "v_proj", parent: "self_attn", in: arch.hidden, out: kv },
-    { name: "o_proj", parent: "self_attn", in: q, out: arch.hidden },
-    { name: "gate_proj", parent: "mlp", in: arch.hidden, out: arch.ffn },
-    { name: "up_proj", parent: "mlp", in: arch.hidden, out: arch.ffn },
-    { name: "down_proj", parent: "mlp", in: arch.ffn, out: arch.hidden },
-  ];
+  const shapes: Record<TargetModuleName, [number, number]> = {
+    q_proj: [arch.hidden, q],
+    k_proj: [arch.hidden, kv],
+    v_proj: [arch.hidden, kv],
+    o_proj: [q, arch.hidden],
+    gate_proj: [arch.hidden, arch.ffn],
+    up_proj: [arch.hidden, arch.ffn],
+    down_proj: [arch.ffn, arch.hidden],
+  };
+  return TARGET_MODULES.map((name) => ({ name, parent: MODULE_PARENT[name], in: shapes[name][0], out: shapes[name][1] }));
 }
 
 /** Base weights by Hugging Face name, with their `[out, in]` (or `[n]`) shapes. */

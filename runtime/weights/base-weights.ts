@@ -1,55 +1,8 @@
 import * as path from "node:path";
-import type { Plan } from "../../compiler/index.js";
+import { weightShapes, type Plan } from "../../compiler/index.js";
 import { RunError } from "../errors.js";
 import { randomFor } from "../random.js";
 import { readSafetensors } from "./safetensors.js";
-
-export const MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
-export type ModuleName = (typeof MODULES)[number];
-export const PARENT: Record<ModuleName, "self_attn" | "mlp"> = {
-  q_proj: "self_attn",
-  k_proj: "self_attn",
-  v_proj: "self_attn",
-  o_proj: "self_attn",
-  gate_proj: "mlp",
-  up_proj: "mlp",
-  down_proj: "mlp",
-};
-
-type Config = Plan["model"]["config"];
-
-export function moduleShape(c: Config, m: ModuleName): { in: number; out: number } {
-  const q = c.heads * c.headDim;
-  const kv = c.kvHeads * c.headDim;
-  const shapes: Record<ModuleName, [number, number]> = {
-    q_proj: [c.hidden, q],
-    k_proj: [c.hidden, kv],
-    v_proj: [c.hidden, kv],
-    o_proj: [q, c.hidden],
-    gate_proj: [c.hidden, c.ffn],
-    up_proj: [c.hidden, c.ffn],
-    down_proj: [c.ffn, c.hidden],
-  };
-  const [i, o] = shapes[m];
-  return { in: i, out: o };
-}
-
-/** Every base weight the model has, by Hugging Face name, with its shape. */
-export function baseWeightShapes(c: Config): Map<string, number[]> {
-  const shapes = new Map<string, number[]>([["model.embed_tokens.weight", [c.vocab, c.hidden]]]);
-  for (let l = 0; l < c.layers; l++) {
-    const p = `model.layers.${l}.`;
-    shapes.set(p + "input_layernorm.weight", [c.hidden]);
-    shapes.set(p + "post_attention_layernorm.weight", [c.hidden]);
-    for (const m of MODULES) {
-      const { in: i, out: o } = moduleShape(c, m);
-      shapes.set(`${p}${PARENT[m]}.${m}.weight`, [o, i]);
-    }
-  }
-  shapes.set("model.norm.weight", [c.hidden]);
-  if (!c.tieEmbeddings) shapes.set("lm_head.weight", [c.vocab, c.hidden]);
-  return shapes;
-}
 
 /**
  * The base weights of a plan's model as float32: read from its Hugging Face folder (converted
@@ -58,7 +11,7 @@ export function baseWeightShapes(c: Config): Map<string, number[]> {
  */
 export function loadBaseWeights(plan: Plan, planDir: string): Map<string, Float32Array> {
   const c = plan.model.config;
-  const shapes = baseWeightShapes(c);
+  const shapes = weightShapes(c);
   const out = new Map<string, Float32Array>();
   if (plan.model.folder === null) {
     let index = 0;

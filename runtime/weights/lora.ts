@@ -1,16 +1,17 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import type { Plan, PlanAdapter } from "../../compiler/index.js";
+import { MODULE_PARENT, TARGET_MODULES, targetModules, type Plan, type PlanAdapter, type TargetModuleName } from "../../compiler/index.js";
 import { RunError } from "../errors.js";
 import { randomFor } from "../random.js";
-import { MODULES, moduleShape, PARENT, type ModuleName } from "./base-weights.js";
 import { encodeSafetensors, readSafetensors, type Tensor } from "./safetensors.js";
 
 /** LoRA weights by site "LAYER.MODULE": A [r, in], B [out, r]. */
 export type LoraSites = Record<string, { A: Float32Array; B: Float32Array }>;
 
+type ModuleName = TargetModuleName;
+
 export function peftKey(layer: number, module: ModuleName, which: "A" | "B"): string {
-  return `base_model.model.model.layers.${layer}.${PARENT[module]}.${module}.lora_${which}.weight`;
+  return `base_model.model.model.layers.${layer}.${MODULE_PARENT[module]}.${module}.lora_${which}.weight`;
 }
 
 /**
@@ -19,10 +20,11 @@ export function peftKey(layer: number, module: ModuleName, which: "A" | "B"): st
  */
 export function initLora(plan: Plan, adapter: PlanAdapter): LoraSites {
   const sites: LoraSites = {};
+  const modules = new Map(targetModules(plan.model.config).map((m) => [m.name, m]));
   for (let l = 0; l < plan.model.config.layers; l++) {
     for (const m of adapter.targets) {
-      const { in: i, out: o } = moduleShape(plan.model.config, m);
-      const r = randomFor(adapter.seed, 0x10a, l, MODULES.indexOf(m));
+      const { in: i, out: o } = modules.get(m)!;
+      const r = randomFor(adapter.seed, 0x10a, l, TARGET_MODULES.indexOf(m));
       const bound = 1 / Math.sqrt(i);
       const A = Float32Array.from({ length: adapter.rank * i }, () => (2 * r.next() - 1) * bound);
       sites[`${l}.${m}`] = { A, B: new Float32Array(o * adapter.rank) };
