@@ -30,7 +30,8 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
     planDir: dir,
     ...(flags.schedule !== undefined && { schedule: flags.schedule }),
     ...(flags.stages !== undefined && { stages: flags.stages }),
-    ...(flags.compare && { compare: true }),
+    // report.html always compares the schedules; --compare also prints the table.
+    compare: true,
     ...(flags.dumpIr !== undefined && {
       afterPass: (pass, ir) => {
         if (pass !== flags.dumpIr) return;

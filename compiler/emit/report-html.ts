@@ -87,7 +87,7 @@ export function reportHtml(plan: Plan, summary: Summary, memory: readonly StageM
   const comparison = comparisonRows(summary.comparison);
   const compared = comparison
     ? table(comparison, (j) => j >= 1 && j <= 3, (i) => (summary.comparison![i]!.chosen ? "chosen" : summary.comparison![i]!.fits ? "" : "nofit"))
-    : `<p>Only the requested schedule was weighed; <code>loraflow compile --compare</code> weighs them all.</p>`;
+    : `<p>Only the requested schedule was weighed: this plan was compiled without <code>compare</code>. <code>loraflow compile</code> weighs them all.</p>`;
   return `<!doctype html>
 <html lang="en">
 <head>

@@ -30,6 +30,9 @@ describe("loraflow compile", () => {
     expect(r.stdout).toMatch(/simulated: makespan .* \(bound .*\), idle 0\.\d{3}, imbalance 0\.\d{3}, \d+ tokens\/s/);
     for (const f of ["plan.ts", "schedule.svg", "trace.json", "report.html"]) expect(fs.existsSync(path.join(work, "out/tiny", f)), f).toBe(true);
     expect(JSON.parse(fs.readFileSync(path.join(work, "out/tiny/trace.json"), "utf8")).traceEvents.length).toBeGreaterThan(0);
+    // The report compares every schedule even for a named one; the table is printed only on --compare.
+    expect(fs.readFileSync(path.join(work, "out/tiny/report.html"), "utf8")).toMatch(/<tr class="chosen"><td>\* 1f1b<\/td>/);
+    expect(r.stdout).not.toMatch(/schedules weighed/);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
     expect(plan.format).toBe("loraflow.plan/1");
     expect(plan.adapters[0].data.path).toBe("../../examples/data/count.jsonl");

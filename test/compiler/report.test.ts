@@ -25,8 +25,8 @@ describe("report.html", () => {
     memory.forEach((m) => expect(html).toContain(`of 48.0 GB (${((m.totalBytes / capacity) * 100).toFixed(1)}%)`));
   });
 
-  it("a named schedule without compare points at --compare", () => {
+  it("a named schedule compiled without compare (the library's default) says what was not weighed", () => {
     const r = compile(source("tiny.lf"), { baseDir: EXAMPLES });
-    expect(r.reportHtml!).toContain("<code>loraflow compile --compare</code> weighs them all");
+    expect(r.reportHtml!).toContain("this plan was compiled without <code>compare</code>. <code>loraflow compile</code> weighs them all.");
   });
 });
