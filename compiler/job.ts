@@ -80,6 +80,8 @@ export interface AdapterSpec {
   out: string;
   seed: number;
   saveEvery: number;
+  /** Adapters with the same name share micro-batches under `mlora` (and `auto` keeps the grouping). */
+  fuse?: string;
 }
 
 export interface ClusterSpec {

@@ -45,6 +45,7 @@ export const Diagnostics = {
   optimizerProperty: { code: "LF2014", severity: "error", title: "an optimizer setting the chosen optimizer does not use" },
   sharedOutput: { code: "LF2015", severity: "error", title: "two adapters writing to the same out folder" },
   badName: { code: "LF2017", severity: "error", title: "an adapter name that cannot name a folder" },
+  fuseIgnored: { code: "LF2018", severity: "warning", title: "`fuse` under a schedule that does not interleave: it has no effect" },
 
   modelFolderMissing: { code: "LF3001", severity: "error", title: "the model's `from` folder does not exist" },
   configUnreadable: { code: "LF3002", severity: "error", title: "config.json missing or not valid JSON" },

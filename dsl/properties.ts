@@ -76,6 +76,7 @@ export const BLOCKS: Readonly<Record<BlockKind, BodySpec>> = {
     out: { args: ["text"], doc: "where the trained adapter is written" },
     seed: { args: ["int"], doc: "seed for initialisation, dropout and data order" },
     save_every: { args: ["int"], doc: "save a checkpoint every this many steps (0: at the end only)" },
+    fuse: { args: ["text"], doc: "adapters with the same fuse name share every micro-batch and step together (mlora, auto)" },
   },
   cluster: {
     gpu: { args: ["text"], doc: "device profile: A6000 RTX3090 A100-40G A100-80G H100 H200 cpu, or a new name" },

@@ -162,6 +162,8 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
   if (data !== undefined) spec.data = path.resolve(ctx.baseDir, data);
   const init = v.text("init");
   if (init !== undefined) spec.init = path.resolve(ctx.baseDir, init);
+  const fuse = v.text("fuse");
+  if (fuse !== undefined) spec.fuse = fuse;
   return spec;
 }
 
@@ -270,6 +272,15 @@ export const checkJob: Pass = {
       if (other !== undefined) {
         ctx.report("sharedOutput", `adapters "${other}" and "${a.name}" would both write to ${ctx.display(a.out)}`, a.spans["out"] ?? a.span);
       } else outs.set(a.out, a.name);
+    }
+
+    // `fuse` shapes an interleaved stream; a flushing schedule has none to shape.
+    const schedule = job.plan.schedule;
+    if (schedule !== "mlora" && schedule !== "auto") {
+      for (const a of job.adapters) {
+        if (a.fuse === undefined) continue;
+        ctx.report("fuseIgnored", `adapter "${a.name}": \`fuse\` groups adapters in the mlora and auto schedules; under ${schedule} it has no effect`, a.spans["fuse"]);
+      }
     }
 
     if (!job.model || job.adapters.length === 0) return ir;

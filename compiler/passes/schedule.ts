@@ -1,6 +1,6 @@
 import type { Ir, Pass, ResolvedAdapter, Schedule, ScheduleOption, Simulated } from "../ir.js";
 import { verifySchedule } from "../plan/verify-schedule.js";
-import { chunk, fusionOrder, fusionSizes, interleavingOrders, scheduleLabel } from "../schedules/fusion.js";
+import { chunk, declaredGroups, fusionOrder, fusionSizes, interleavingOrders, scheduleLabel } from "../schedules/fusion.js";
 import { interleavedSchedule } from "../schedules/interleave.js";
 import { flushSchedule } from "../schedules/pipeline.js";
 import { simulate as run } from "../simulate/simulate.js";
@@ -64,7 +64,8 @@ function weigh(ir: Ir, schedule: Schedule, best: number, prune: boolean): Weighe
  * schedules, then fused interleavings (adapters sharing micro-batches in groups of 2, 4, 8 ...
  * up to all, growing while the makespan improves) and, where adapters differ in size, the
  * interleaving with the heaviest micro-batches first. It keeps the fitting, verified schedule
- * of the shortest simulated makespan (ties go to the earlier candidate). `compare` weighs them
+ * of the shortest simulated makespan (ties go to the earlier candidate). Groups the job declared
+ * with `fuse` are used as they are, by `mlora` and by `auto`'s mlora, and end the search over others. `compare` weighs them
  * all whatever is requested, and the pass records what it weighed for the report.
  */
 export const schedule: Pass = {
@@ -73,7 +74,9 @@ export const schedule: Pass = {
   run(ir, ctx) {
     const requested = ir.job!.plan.schedule;
     const compare = ctx.options.compare === true;
-    if (requested !== "auto" && !compare) return { ...ir, schedule: buildSchedule(requested, ir) };
+    const declared = declaredGroups(ir.adapters!);
+    const build = (name: Concrete) => (name === "mlora" && declared ? buildSchedule(name, ir, declared) : buildSchedule(name, ir));
+    if (requested !== "auto" && !compare) return { ...ir, schedule: build(requested) };
     const adapters = ir.adapters!;
     const weighed: Weighed[] = [];
     let best: Weighed | undefined;
@@ -86,8 +89,9 @@ export const schedule: Pass = {
       }
       return w;
     };
-    for (const name of ["mlora", "batch", "1f1b", "gpipe"] as const) consider(buildSchedule(name, ir), false);
-    if (adapters.length > 1) {
+    for (const name of ["mlora", "batch", "1f1b", "gpipe"] as const) consider(build(name), false);
+    // Groups the job declared are kept as they are: no search over others.
+    if (adapters.length > 1 && !declared) {
       for (const groups of interleavingOrders(adapters)) consider(buildSchedule("mlora", ir, groups), true);
       const order = fusionOrder(adapters);
       let previous = Infinity;
@@ -98,14 +102,14 @@ export const schedule: Pass = {
         previous = Math.min(previous, m);
       }
     }
-    const chosen = requested === "auto" ? best : weighed.find((w) => w.schedule.name === requested && !w.schedule.groups);
+    const chosen = requested === "auto" ? best : weighed.find((w) => w.schedule.name === requested && w.schedule.groups === (requested === "mlora" ? declared : undefined));
     if (chosen) chosen.option.chosen = true;
     const scheduleOptions = weighed.map((w) => w.option);
     // Nothing fits: 1F1B goes on, and the memory plan explains why it does not fit.
     return {
       ...ir,
       scheduleOptions,
-      schedule: chosen?.schedule ?? buildSchedule(requested === "auto" ? "1f1b" : requested, ir),
+      schedule: chosen?.schedule ?? build(requested === "auto" ? "1f1b" : requested),
       ...(chosen?.simulated && { simulated: chosen.simulated }),
     };
   },

@@ -44,3 +44,27 @@ export function scheduleLabel(schedule: Pick<Schedule, "name" | "groups">, adapt
   const fused = schedule.groups.some((g) => g.length > 1);
   return `${schedule.name} ${fused ? "fused" : "ordered"} ${schedule.groups.map((g) => g.map((i) => adapters[i]!.name).join("+")).join(" ")}`;
 }
+
+/**
+ * The groups the job declared with `fuse`, in declaration order (an adapter without one is a
+ * group of its own), or undefined when no adapter declared one.
+ */
+export function declaredGroups(adapters: readonly ResolvedAdapter[]): number[][] | undefined {
+  if (adapters.every((a) => a.fuse === undefined)) return undefined;
+  const groups: number[][] = [];
+  const byName = new Map<string, number[]>();
+  for (const a of adapters) {
+    if (a.fuse === undefined) {
+      groups.push([a.index]);
+      continue;
+    }
+    let group = byName.get(a.fuse);
+    if (!group) {
+      byName.set(a.fuse, (group = []));
+      groups.push(group);
+    }
+    group.push(a.index);
+  }
+  // Every adapter alone, in declaration order: the default stream.
+  return groups.every((g) => g.length === 1) ? undefined : groups;
+}

@@ -46,6 +46,27 @@ describe("auto weighs whole schedules, fused interleavings and orders", () => {
     expect(summary!.idleFraction).toBeLessThan(0.08);
   });
 
+  it.each(["mlora", "auto"])("`fuse` in the job: %s keeps the declared groups, in declaration order", (schedule) => {
+    const file = path.join(EXAMPLES, "llama2-7b-4xa6000.lf");
+    // math with chat, code alone, summarize with math's group: groups form in declaration order.
+    const source = fs
+      .readFileSync(file, "utf8")
+      .replace(/(plan \{[^}]*?)schedule \w+/, `$1schedule ${schedule}`)
+      .replace("adapter math {", "adapter math { fuse left")
+      .replace("adapter chat {", "adapter chat { fuse left")
+      .replace("adapter summarize {", "adapter summarize { fuse right");
+    const r = compile(source, { fileName: file, compare: true });
+    expect(r.diagnostics).toEqual([]);
+    const labels = r.summary!.comparison!.map((c) => c.label);
+    expect(labels).toContain("mlora fused math+chat code summarize");
+    expect(labels.filter((l) => l.startsWith("mlora"))).toHaveLength(1);
+    if (schedule === "mlora") {
+      expect(r.plan!.schedule.groups).toEqual([[0, 2], [1], [3]]);
+      expect(r.summary!.groups).toEqual([["math", "chat"], ["code"], ["summarize"]]);
+    }
+    expect(readPlan(JSON.stringify(r.plan)).diagnostics).toEqual([]);
+  });
+
   it("a plan whose groups leave out an adapter is refused", () => {
     const { plan } = compileAuto("llama2-7b-4xa6000.lf");
     plan!.schedule.groups = [[0, 1], [2]];

@@ -37,6 +37,7 @@ const CASES: { name: string; source: string | string[] }[] = [
   { name: "LF2013-unsupported-arch", source: [`model m { from "models/gpt2" }\n${adapter("rank 4")}`, `model n { layers 2 hidden 16 heads 2 head_dim 7 ffn 32 vocab 64 }\n${adapter("rank 4")}`] },
   { name: "LF2014-optimizer-property", source: `${TINY_MODEL}\n${adapter("optimizer sgd { lr 0.1  betas 0.9 0.99 }")}\n${adapter("optimizer adamw { momentum 0.9 }  out \"x\"", "b")}` },
   { name: "LF2015-shared-output", source: `${TINY_MODEL}\n${adapter("out \"shared\"")}\n${adapter("out \"./shared/\"", "b")}` },
+  { name: "LF2018-fuse-ignored", source: `${TINY_MODEL}\n${adapter("fuse pair")}\n${adapter("fuse pair  out \"b\"", "b")}\nplan { schedule batch }` },
   { name: "LF2017-bad-name", source: `${TINY_MODEL}\nadapter "../escape" { data "data/a.jsonl" }\nadapter "a/b" { data "data/a.jsonl" }\nadapter "ok name-1.2" { data "data/a.jsonl" }` },
   { name: "LF3001-model-folder-missing", source: [`model m { from "models/nope" }\n${adapter("rank 4")}`, `model n { from "models/not-a-folder" }\n${adapter("rank 4")}`] },
   { name: "LF3002-config-unreadable", source: [`model m { from "models/bad-json" }\n${adapter("rank 4")}`, `model n { from "data" }\n${adapter("rank 4")}`] },

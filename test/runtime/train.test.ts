@@ -127,6 +127,13 @@ describe("training on the CPU engine", () => {
     expectSameAdapters(await train(p), reference, `mlora ${JSON.stringify(groups)}`, fused);
   });
 
+  it("`fuse` in the job file fuses those adapters in the compiled plan, and training is unchanged", async () => {
+    const fused = JOB.replace("adapter a {", "adapter a { fuse ac").replace("adapter c {", "adapter c { fuse ac");
+    const p = plan("mlora", 2, fused);
+    expect(p.schedule.groups).toEqual([[0, 2], [1]]);
+    expectSameAdapters(await train(p), reference, "fuse a+c", true);
+  });
+
   it("a stage boundary inside a layer (attention on one stage, its MLP on the next) changes nothing", async () => {
     const p = plan("batch", 2);
     p.stages[0] = { ...p.stages[0]!, blocks: [0, 3], layers: [0, 2] };
