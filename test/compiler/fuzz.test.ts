@@ -16,7 +16,7 @@ const FRAGMENTS = [
   "rank", "alpha", "targets", "q_proj", "all", "data", '"data/math.jsonl"', "layers", "hidden", "heads", "kv_heads",
   "ffn", "vocab", "arch", "llama", "from", '"."', "stages", "auto", "schedule", "batch", "mlora", "gpus", "memory",
   "48GB", "25GB/s", "100Gb/s", "1f1b", "0", "1", "-1", "3e-4", "1e999", "9007199254740993", "0.5", "true", "false",
-  "@", "=", "é", "\u0000", "\t", "steps", "epochs", "micro_batch", "seq_len", "init", "out", "link", "pcie",
+  "@", "=", "é", "\u0000", "\t", "steps", "epochs", "micro_batch", "seq_len", "init", "out", "link", "pcie", "fuse",
 ];
 
 const fragmentSource = fc.array(fc.constantFrom(...FRAGMENTS), { maxLength: 60 }).map((parts) => parts.join(" "));
