@@ -3,8 +3,25 @@ import type { Simulation, TimelineEvent } from "../simulate/simulate.js";
 import { scheduleLabel } from "../schedules/fusion.js";
 import { escapeXml as escape, formatTime, niceStep } from "./format.js";
 
-/** Distinct hues that stay apart for the first dozen adapters, then cycle. */
+/** Distinct hues that stay apart for the first dozen adapters. */
 const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c"];
+
+/**
+ * Adapter i's colour: the palette, then hues a golden angle apart at three lightnesses, so that
+ * a job of dozens of adapters still tells them apart (as hex, which every SVG renderer reads).
+ */
+export function adapterColour(i: number): string {
+  if (i < PALETTE.length) return PALETTE[i]!;
+  const h = (i * 137.508) % 360;
+  const s = 0.55;
+  const l = [0.42, 0.55, 0.68][i % 3]!;
+  const f = (n: number) => {
+    const k = (n + h / 30) % 12;
+    const c = l - s * Math.min(l, 1 - l) * Math.max(-1, Math.min(k - 3, 9 - k, 1));
+    return Math.round(255 * c).toString(16).padStart(2, "0");
+  };
+  return `#${f(0)}${f(8)}${f(4)}`;
+}
 
 /** Boxes per stage a picture holds before it shows only a stretch from the start. */
 export const MAX_BOXES_PER_STAGE = 160;
@@ -42,7 +59,7 @@ export function scheduleSvg(plan: Plan, events: readonly TimelineEvent[], simula
   const plotWidth = width - left - 20;
   const x = (t: number) => left + (Math.min(t, end) / end) * plotWidth;
   const legendTop = top + stages * row + 34;
-  const adapters = plan.adapters.map((a, i) => ({ name: a.name, color: PALETTE[i % PALETTE.length]! }));
+  const adapters = plan.adapters.map((a, i) => ({ name: a.name, color: adapterColour(i) }));
   const legendRows = Math.ceil((adapters.length + 3) / 6);
   const height = legendTop + legendRows * 22 + 16;
   const out: string[] = [];

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { compile } from "../../compiler/index.js";
-import { MAX_BOXES_PER_STAGE } from "../../compiler/emit/schedule-svg.js";
+import { adapterColour, MAX_BOXES_PER_STAGE } from "../../compiler/emit/schedule-svg.js";
 import { expectGolden } from "../helpers/golden.js";
 import { EXAMPLES } from "../helpers/paths.js";
 
@@ -50,5 +50,14 @@ describe("schedule.svg", () => {
     }
     // Every element opened is closed: <rect .../> or <rect>...</rect>, <text>...</text>.
     expect((svg.match(/<text/g) ?? []).length).toBe((svg.match(/<\/text>/g) ?? []).length);
+  });
+});
+
+describe("adapter colours", () => {
+  it("stay distinct for a hundred adapters", () => {
+    const colours = Array.from({ length: 100 }, (_, i) => adapterColour(i));
+    expect(new Set(colours).size).toBe(100);
+    for (const c of colours) expect(c).toMatch(/^#[0-9a-f]{6}$/);
+    expect(colours.slice(0, 2)).toEqual(["#4e79a7", "#f28e2b"]);
   });
 });
