@@ -3,7 +3,10 @@
  * dtype), the LoRA state of every adapter on those blocks (fp32 weights, gradients and optimizer
  * moments), and the activations stashed for backward by every micro-batch in flight, counted by
  * walking the stage's action list (a forward stashes, its backward frees). With `recompute`, a
- * block stashes only its input and recomputes the rest in backward.
+ * block stashes only its input and recomputes the rest in backward. On top of the stashes, the
+ * block being computed needs a workspace: its whole activation set and, in backward, their
+ * gradients (with the head's fp32 logits and their gradient on the last stage); counting it is
+ * what lets the plan promise to fit, recompute or not.
  */
 import { parseAction, type Action } from "../plan/actions.js";
 import type { MicroBatch, Phase, ResolvedAdapter, StageAssignment } from "../ir.js";
@@ -18,6 +21,8 @@ export interface StageMemory {
   weightBytes: number;
   adapterBytes: number;
   activationBytes: number;
+  /** Working memory of the block being computed: its full activations and their gradients. */
+  workspaceBytes: number;
   /** Micro-batches stashed at the peak. */
   inFlight: number;
   totalBytes: number;
@@ -77,6 +82,18 @@ export function stashBytes(arch: LlamaArch, stage: MemoryStage, mb: MicroBatch, 
   return total;
 }
 
+/** The working set of one micro-batch's forward and backward through the stage's largest block. */
+export function workspaceBytes(arch: LlamaArch, stage: MemoryStage, mb: MicroBatch, adapters: readonly MemoryAdapter[], dtypeBytes: number): number {
+  let block = 0;
+  // Blocks alternate attention and MLP: the first two of the stage are one of each.
+  for (let b = stage.blocks[0]; b < Math.min(stage.blocks[1], stage.blocks[0] + 2); b++) {
+    block = Math.max(block, stashBytes(arch, { ...stage, blocks: [b, b + 1], head: false }, mb, adapters, dtypeBytes, false));
+  }
+  let logits = 0;
+  if (stage.head) for (const part of mb.parts) logits += 2 * part.sequences * adapters[part.adapter]!.seqLen * arch.vocab * 4;
+  return 2 * block + logits;
+}
+
 /** The largest sum of stashes alive at once, walking one round of the stage's actions. */
 export function peakStash(actions: readonly Action[], bytesOf: (mb: number) => number): { bytes: number; inFlight: number } {
   let live = 0;
@@ -108,7 +125,15 @@ export interface MemoryInputs {
 export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, phases }: MemoryInputs): StageMemory[] {
   return stages.map((stage) => {
     let peak = { bytes: 0, inFlight: 0 };
+    let workspace = 0;
+    // Micro-batches of one shape need the same workspace: work it out once per shape.
+    const shapes = new Map<string, number>();
     for (const phase of phases) {
+      for (const mb of phase.microBatches) {
+        const key = mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(",");
+        if (!shapes.has(key)) shapes.set(key, workspaceBytes(arch, stage, mb, adapters, dtypeBytes));
+        workspace = Math.max(workspace, shapes.get(key)!);
+      }
       const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(arch, stage, mb, adapters, dtypeBytes, recompute)]));
       const actions = (phase.actions[stage.index] ?? []).map((t) => parseAction(t)).filter((a): a is Action => a !== undefined);
       const p = peakStash(actions, (mb) => sizes.get(mb) ?? 0);
@@ -116,6 +141,13 @@ export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, 
     }
     const weightBytes = baseWeightBytes(arch, stage, dtypeBytes);
     const adapterBytes = adapterStateBytes(adapters, stage.blocks);
-    return { weightBytes, adapterBytes, activationBytes: peak.bytes, inFlight: peak.inFlight, totalBytes: weightBytes + adapterBytes + peak.bytes };
+    return {
+      weightBytes,
+      adapterBytes,
+      activationBytes: peak.bytes,
+      workspaceBytes: workspace,
+      inFlight: peak.inFlight,
+      totalBytes: weightBytes + adapterBytes + peak.bytes + workspace,
+    };
   });
 }

@@ -26,6 +26,7 @@ const PARTS = [
   { key: "weightBytes", name: "base weights", color: "#8c8c8c" },
   { key: "adapterBytes", name: "adapter state", color: "#4e79a7" },
   { key: "activationBytes", name: "stashed activations", color: "#f28e2b" },
+  { key: "workspaceBytes", name: "workspace", color: "#edc948" },
 ] as const;
 
 function figure(value: string, label: string): string {

@@ -1,5 +1,5 @@
 import { formatBytes } from "../../dsl/index.js";
-import { adapterStateBytes, baseWeightBytes, stashBytes } from "../cost/memory.js";
+import { adapterStateBytes, baseWeightBytes, stashBytes, workspaceBytes } from "../cost/memory.js";
 import { DTYPE_BYTES, stageSeconds } from "../cost/model.js";
 import type { Ir, MicroBatch, Pass, ResolvedAdapter, StageAssignment } from "../ir.js";
 import type { ScheduleName } from "../job.js";
@@ -90,8 +90,17 @@ export const partition: Pass = {
     // them; an interleaved stream (mlora, and auto, which may pick it) p - s.
     const inFlight = (s: number, p: number) =>
       plan.schedule === "gpipe" ? depth : plan.schedule === "mlora" || plan.schedule === "auto" ? p - s : Math.min(p - s, depth);
+    // The block being computed needs its workspace (cost/memory.ts): every block of a kind is the
+    // same size, so one attention and one MLP block tell it for any range.
+    const workspaceOf = (head: boolean) => {
+      const each = shapes.map(({ mb }) => workspaceBytes(model.arch, { ...probe(0, head), blocks: [0, 2] }, mb, adapters, bytes));
+      return plan.schedule === "batch" ? each.reduce((a, b) => a + b, 0) : Math.max(...each);
+    };
+    const workspace = workspaceOf(false);
+    const headWorkspace = workspaceOf(true);
     const memory: BalanceProblem["memory"] = (first, last, s, p) =>
-      fixed[last]! - fixed[first]! + inFlight(s, p) * (stash[last]! - stash[first]!) + (s === 0 ? embedding : 0) + (s === p - 1 ? headWeights + inFlight(s, p) * headStash : 0);
+      fixed[last]! - fixed[first]! + inFlight(s, p) * (stash[last]! - stash[first]!) + (s === 0 ? embedding : 0) +
+      (s === p - 1 ? headWeights + inFlight(s, p) * headStash + headWorkspace : workspace);
     const problem = (p: number): BalanceProblem => ({ blockSeconds, embeddingSeconds: 0, headSeconds, stages: p, memory, capacity: device.memoryBytes });
 
     let chosen: Balance | undefined;

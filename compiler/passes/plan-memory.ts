@@ -33,7 +33,7 @@ export const planMemory: Pass = {
         "doesNotFit",
         `stage ${s} needs ${formatBytes(m.totalBytes)} but each ${job.cluster.device.name} has ${formatBytes(capacity)} (short ${formatBytes(m.totalBytes - capacity)}): ` +
           `weights ${formatBytes(m.weightBytes)}, adapters ${formatBytes(m.adapterBytes)}, activations ${formatBytes(m.activationBytes)} ` +
-          `for ${m.inFlight} micro-batch${m.inFlight === 1 ? "" : "es"} in flight; try ${fixes}`,
+          `for ${m.inFlight} micro-batch${m.inFlight === 1 ? "" : "es"} in flight, workspace ${formatBytes(m.workspaceBytes)}; try ${fixes}`,
         at,
       );
     });

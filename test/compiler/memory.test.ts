@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { compile, type Summary } from "../../compiler/index.js";
+import { compile, planMemory, type Summary } from "../../compiler/index.js";
 import { peakStash } from "../../compiler/cost/memory.js";
 import { parseAction } from "../../compiler/plan/actions.js";
 import { flushSchedule } from "../../compiler/schedules/pipeline.js";
@@ -34,6 +34,22 @@ describe("memory plan", () => {
     expect(gpipe.stages[0]!.memoryBytes).toBeGreaterThan(onef1b.stages[0]!.memoryBytes);
     expect(recompute.stages[0]!.memoryBytes).toBeLessThan(onef1b.stages[0]!.memoryBytes);
     for (const s of [onef1b, gpipe, recompute]) for (const st of s.stages) expect(st.memoryBytes).toBeLessThanOrEqual(st.memoryCapacityBytes);
+  });
+
+  it("the block being computed has its workspace on top of the stashes, recompute or not", () => {
+    const plans = [false, true].map((recompute) => compile(job("1f1b", recompute), { baseDir: "examples" }).plan!);
+    const [full, recomputed] = plans.map((p) => planMemory(p));
+    for (const m of [...full!, ...recomputed!]) expect(m.workspaceBytes).toBeGreaterThan(0);
+    // One micro-batch of 2 x 1024 tokens: an MLP block keeps 2 T C + 3 T F bf16 elements and the
+    // LoRA [T, r] of its three modules; the workspace is that and its gradients.
+    const T = 2 * 1024;
+    const mlp = (2 * T * 1024 + 3 * T * 2816 + 3 * T * 8) * 2;
+    expect(full![1]!.workspaceBytes).toBe(2 * mlp);
+    expect(recomputed![1]!.workspaceBytes).toBe(full![1]!.workspaceBytes);
+    expect(recomputed![1]!.activationBytes).toBeLessThan(full![1]!.activationBytes);
+    // The last stage adds the head's fp32 logits and their gradient.
+    expect(full![3]!.workspaceBytes).toBe(2 * mlp + 2 * T * 1000 * 4);
+    for (const m of full!) expect(m.totalBytes).toBe(m.weightBytes + m.adapterBytes + m.activationBytes + m.workspaceBytes);
   });
 
   it("every stage counts its weights: the whole model's bytes over all stages", () => {
