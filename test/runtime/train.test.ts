@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { planProblems, type Plan } from "../../compiler/index.js";
+import { planMemory, planProblems, type Plan } from "../../compiler/index.js";
 import type { ResolvedAdapter } from "../../compiler/ir.js";
 import { interleavedSchedule } from "../../compiler/schedules/interleave.js";
 import { loadNative } from "../../runtime/native.js";
@@ -132,6 +132,19 @@ describe("training on the CPU engine", () => {
     const p = plan("mlora", 2, fused);
     expect(p.schedule.groups).toEqual([[0, 2], [1]]);
     expectSameAdapters(await train(p), reference, "fuse a+c", true);
+  });
+
+  it("the engine's weight and adapter memory per stage is what the plan's memory model says", async () => {
+    // fp32 model: the engine holds base weights in the plan's dtype, so the two must agree.
+    for (const stages of [1, 2, 3]) {
+      const p = plan("mlora", stages);
+      const run = await train(p, 1);
+      const planned = planMemory(p);
+      run.stages.forEach((s, i) => {
+        expect(s.weightBytes, `${stages} stages, stage ${i} weights`).toBe(planned[i]!.weightBytes);
+        expect(s.adapterBytes, `${stages} stages, stage ${i} adapters`).toBe(planned[i]!.adapterBytes);
+      });
+    }
   });
 
   it("a stage boundary inside a layer (attention on one stage, its MLP on the next) changes nothing", async () => {

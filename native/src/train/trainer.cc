@@ -98,15 +98,18 @@ Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<
     }
     state->stage = std::make_unique<Stage<float>>(c, ss.first_block, ss.last_block, ss.embedding, ss.head, std::move(w));
 
-    // Adapter state: per site A, B, dA, dB and two moment buffers.
+    // Adapter state: per site A, B, dA, dB and the optimizer's moment buffers (AdamW two, SGD
+    // with momentum one, plain SGD none), the same count the plan's memory model uses.
+    auto moments = [](const OptimizerConfig& o) { return o.kind == OptimizerConfig::kAdamW ? 2 : o.momentum != 0 ? 1 : 0; };
     int64_t adapter_floats = 0;
     for (const AdapterSpec& a : spec_.adapters) {
       for (auto& [site, ab] : a.init) {
         const int64_t block = module_block(site.first, site.second);
-        if (block >= ss.first_block && block < ss.last_block) adapter_floats += 3 * (static_cast<int64_t>(ab.first.size()) + static_cast<int64_t>(ab.second.size()));
+        const int64_t n = static_cast<int64_t>(ab.first.size()) + static_cast<int64_t>(ab.second.size());
+        if (block >= ss.first_block && block < ss.last_block) adapter_floats += (2 + moments(a.optimizer)) * n;
       }
     }
-    state->adapters = std::make_unique<Arena>("stage " + std::to_string(s) + " adapters", 2 * adapter_floats);
+    state->adapters = std::make_unique<Arena>("stage " + std::to_string(s) + " adapters", adapter_floats);
     for (size_t a = 0; a < spec_.adapters.size(); a++) {
       const AdapterSpec& as = spec_.adapters[a];
       auto on = std::make_unique<AdapterOnStage<float>>();
@@ -123,8 +126,9 @@ Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<
                  "adapter " << as.name << ": layer " << site.first << " " << kModuleNames[site.second] << " has the wrong LoRA shapes");
         const int64_t na = as.rank * in, nb = out * as.rank;
         SiteState st{site.first * kModules + site.second, in, out, state->adapters->take(na), state->adapters->take(nb), state->adapters->take(na), state->adapters->take(nb), nullptr, nullptr};
-        st.m1 = state->adapters->take(na + nb);
-        st.m2 = state->adapters->take(na + nb);
+        // m1, m2: [na + nb] each, A's moments then B's.
+        if (moments(as.optimizer) >= 1) st.m1 = state->adapters->take(na + nb);
+        if (moments(as.optimizer) >= 2) st.m2 = state->adapters->take(na + nb);
         std::copy(ab.first.begin(), ab.first.end(), st.A);
         std::copy(ab.second.begin(), ab.second.end(), st.B);
         auto& slot = on->layers[static_cast<size_t>(site.first - state->l0)][site.second];
@@ -280,8 +284,9 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             const double lr = learning_rate(as.optimizer, k, as.schedule_steps);
             for (const SiteState& site : state.sites[static_cast<size_t>(a)]) {
               const int64_t na = as.rank * site.in, nb = site.out * as.rank;
+              const auto past_a = [na](float* m) { return m == nullptr ? nullptr : m + na; };
               optimizer_update(as.optimizer, site.A, site.dA, site.m1, site.m2, na, lr, k + 1, coef);
-              optimizer_update(as.optimizer, site.B, site.dB, site.m1 + na, site.m2 + na, nb, lr, k + 1, coef);
+              optimizer_update(as.optimizer, site.B, site.dB, past_a(site.m1), past_a(site.m2), nb, lr, k + 1, coef);
               std::fill(site.dA, site.dA + na, 0.0f);
               std::fill(site.dB, site.dB + nb, 0.0f);
             }
