@@ -65,8 +65,9 @@ function weigh(ir: Ir, schedule: Schedule, best: number, prune: boolean): Weighe
  * up to all, growing while the makespan improves) and, where adapters differ in size, the
  * interleaving with the heaviest micro-batches first. It keeps the fitting, verified schedule
  * of the shortest simulated makespan (ties go to the earlier candidate). Groups the job declared
- * with `fuse` are used as they are, by `mlora` and by `auto`'s mlora, and end the search over others. `compare` weighs them
- * all whatever is requested, and the pass records what it weighed for the report.
+ * with `fuse` are used as they are, by `mlora` and by `auto`'s mlora, and end the search over
+ * others. `compare` weighs them all whatever is requested (no pruning), and the pass records
+ * what it weighed for the report.
  */
 export const schedule: Pass = {
   name: "schedule",
