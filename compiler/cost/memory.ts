@@ -123,17 +123,16 @@ export interface MemoryInputs {
 
 /** Each stage's peak under a schedule: the worst phase's stash on top of weights and adapter state. */
 export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, phases }: MemoryInputs): StageMemory[] {
+  // Micro-batches of one shape need the same workspace: one of each shape, for every stage.
+  const shapes = new Map<string, MicroBatch>();
+  for (const phase of phases) {
+    for (const mb of phase.microBatches) shapes.set(mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(","), mb);
+  }
   return stages.map((stage) => {
     let peak = { bytes: 0, inFlight: 0 };
     let workspace = 0;
-    // Micro-batches of one shape need the same workspace: work it out once per shape.
-    const shapes = new Map<string, number>();
+    for (const mb of shapes.values()) workspace = Math.max(workspace, workspaceBytes(arch, stage, mb, adapters, dtypeBytes));
     for (const phase of phases) {
-      for (const mb of phase.microBatches) {
-        const key = mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(",");
-        if (!shapes.has(key)) shapes.set(key, workspaceBytes(arch, stage, mb, adapters, dtypeBytes));
-        workspace = Math.max(workspace, shapes.get(key)!);
-      }
       const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(arch, stage, mb, adapters, dtypeBytes, recompute)]));
       const actions = (phase.actions[stage.index] ?? []).map((t) => parseAction(t)).filter((a): a is Action => a !== undefined);
       const p = peakStash(actions, (mb) => sizes.get(mb) ?? 0);
