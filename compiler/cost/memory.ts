@@ -124,19 +124,28 @@ export interface MemoryInputs {
 /** Each stage's peak under a schedule: the worst phase's stash on top of weights and adapter state. */
 export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, phases }: MemoryInputs): StageMemory[] {
   // Micro-batches of one shape need the same workspace: one of each shape, for every stage.
+  // Stashes and workspaces depend on a micro-batch's shape only: each shape is sized once per stage.
   const shapes = new Map<string, MicroBatch>();
-  for (const phase of phases) {
-    for (const mb of phase.microBatches) shapes.set(mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(","), mb);
-  }
+  const shapeOf = phases.map((phase) =>
+    phase.microBatches.map((mb) => {
+      const key = mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(",");
+      shapes.set(key, mb);
+      return key;
+    }),
+  );
   return stages.map((stage) => {
     let peak = { bytes: 0, inFlight: 0 };
     let workspace = 0;
-    for (const mb of shapes.values()) workspace = Math.max(workspace, workspaceBytes(arch, stage, mb, adapters, dtypeBytes));
-    for (const phase of phases) {
-      const sizes = new Map(phase.microBatches.map((mb) => [mb.id, stashBytes(arch, stage, mb, adapters, dtypeBytes, recompute)]));
+    const stashOf = new Map<string, number>();
+    for (const [key, mb] of shapes) {
+      workspace = Math.max(workspace, workspaceBytes(arch, stage, mb, adapters, dtypeBytes));
+      stashOf.set(key, stashBytes(arch, stage, mb, adapters, dtypeBytes, recompute));
+    }
+    for (const [p, phase] of phases.entries()) {
+      const sizes = new Map(phase.microBatches.map((mb, i) => [mb.id, stashOf.get(shapeOf[p]![i]!)!]));
       const actions = (phase.actions[stage.index] ?? []).map((t) => parseAction(t)).filter((a): a is Action => a !== undefined);
-      const p = peakStash(actions, (mb) => sizes.get(mb) ?? 0);
-      if (p.bytes > peak.bytes) peak = p;
+      const phasePeak = peakStash(actions, (mb) => sizes.get(mb) ?? 0);
+      if (phasePeak.bytes > peak.bytes) peak = phasePeak;
     }
     const weightBytes = baseWeightBytes(arch, stage, dtypeBytes);
     const adapterBytes = adapterStateBytes(adapters, stage.blocks);
