@@ -65,13 +65,9 @@ for (const name of fs.readdirSync(EXAMPLES).filter((f) => f.endsWith(".lf")).sor
 // Short micro-batches (128 tokens) leave an H100's products memory-bound: fusing adapters into
 // shared micro-batches reads each weight once for all of them, and interleaving the fused groups
 // keeps the pipeline full. Everything `auto` weighed, side by side.
-const short = `
-model m { arch llama layers 32 hidden 4096 heads 32 kv_heads 8 ffn 14336 vocab 128256 max_seq 1024 }
-${Array.from({ length: 8 }, (_, i) => `adapter a${i} { data "data/math.jsonl" rank 16 targets all seq_len 128 batch 8 micro_batch 1 steps 200 }`).join("\n")}
-cluster c { gpu H100 gpus 4 }
-plan { schedule auto stages 4 }`;
-const weighed = compile(short, { baseDir: EXAMPLES, compare: true }).summary!.comparison!;
-console.log("\nLlama-3-8B, 8 adapters of 128-token micro-batches, 4 x H100: every schedule auto weighed");
+const shortJob = path.join(EXAMPLES, "llama3-8b-short-4xh100.lf");
+const weighed = compile(fs.readFileSync(shortJob, "utf8"), { fileName: shortJob, compare: true }).summary!.comparison!;
+console.log("\nllama3-8b-short-4xh100.lf (8 adapters of 128-token micro-batches, 4 x H100): every schedule auto weighed");
 const mloraAlone = weighed.find((c) => c.label === "mlora")!.makespanSeconds!;
 for (const c of weighed) {
   const m = c.makespanSeconds;

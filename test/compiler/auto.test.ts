@@ -46,6 +46,15 @@ describe("auto weighs whole schedules, fused interleavings and orders", () => {
     expect(summary!.idleFraction).toBeLessThan(0.08);
   });
 
+  it("short micro-batches on H100s: auto fuses groups and beats every whole schedule", () => {
+    const { summary } = compileAuto("llama3-8b-short-4xh100.lf", true);
+    const row = (label: string) => summary!.comparison!.find((r) => r.label === label)!.makespanSeconds!;
+    expect(summary!.groups!.length).toBeGreaterThan(1);
+    expect(summary!.groups!.every((g) => g.length > 1)).toBe(true);
+    expect(row("mlora") / summary!.makespanSeconds).toBeGreaterThan(1.5);
+    expect(row("batch") / summary!.makespanSeconds).toBeGreaterThan(1.1);
+  });
+
   it.each(["mlora", "auto"])("`fuse` in the job: %s keeps the declared groups, in declaration order", (schedule) => {
     const file = path.join(EXAMPLES, "llama2-7b-4xa6000.lf");
     // math with chat, code alone, summarize with math's group: groups form in declaration order.
