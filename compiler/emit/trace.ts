@@ -43,23 +43,12 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
     events.push({ name: "process_sort_index", ph: "M", pid: s.index, tid: 0, args: { sort_index: s.index } });
     events.push({ name: "thread_name", ph: "M", pid: s.index, tid: COMPUTE, args: { name: "compute" } });
   });
-  // Sends do not wait, so two messages on one link may overlap in time: each goes on the first
-  // lane of its (stage, direction) that is free, a thread of its own, so that slices nest.
-  const lanes = new Map<string, number[]>();
-  const laneOf = (from: number, to: number, start: number, end: number): number => {
-    const key = `${from} ${to}`;
-    const ends = lanes.get(key) ?? [];
-    lanes.set(key, ends);
-    let lane = ends.findIndex((e) => e <= start);
-    if (lane < 0) {
-      lane = ends.length;
-      ends.push(0);
-      const tid = 1 + 2 * lane + (to > from ? 0 : 1);
-      events.push({ name: "thread_name", ph: "M", pid: from, tid, args: { name: `send to stage ${to}${lane > 0 ? ` (${lane + 1})` : ""}` } });
-    }
-    ends[lane] = end;
-    return 1 + 2 * lane + (to > from ? 0 : 1);
-  };
+  // A thread per link direction: the simulator puts one message at a time on each.
+  const linkThread = (from: number, to: number) => (to > from ? 1 : 2);
+  plan.stages.forEach((s) => {
+    if (s.index < plan.stages.length - 1) events.push({ name: "thread_name", ph: "M", pid: s.index, tid: 1, args: { name: `send to stage ${s.index + 1}` } });
+    if (s.index > 0) events.push({ name: "thread_name", ph: "M", pid: s.index, tid: 2, args: { name: `send to stage ${s.index - 1}` } });
+  });
   for (const e of timeline.events) {
     const label = e.op === "STEP" ? `step ${name(e.adapter)}` : `${e.op === "F" ? "forward" : "backward"} mb${e.mb}`;
     events.push({
@@ -89,7 +78,7 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
   const consumer = (stage: number, op: "F" | "B", mb: number, at: number) => computes.get(`${stage} ${op} ${mb}`)?.find((e) => e.start >= at - 1e-15);
   const byStart = [...timeline.transfers].sort((a, b) => a.start - b.start);
   byStart.forEach((t, id) => {
-    const tid = laneOf(t.from, t.to, t.start, t.end);
+    const tid = linkThread(t.from, t.to);
     const label = `${t.what === "act" ? "activations" : "gradients"} mb${t.mb} to stage ${t.to}`;
     events.push({
       name: label,

@@ -69,8 +69,9 @@ interface RoundsResult {
 
 /**
  * Runs `rounds` rounds of a phase as the engine would: each stage executes its list in order; a
- * forward or backward takes its cost; a send does not wait, its message arrives `transfer`
- * later; a receive waits for arrival; an adapter's STEP waits until every stage has finished
+ * forward or backward takes its cost; a send does not wait, its message goes on the link once
+ * the link's earlier messages in that direction are through and arrives `transfer` later; a
+ * receive waits for arrival; an adapter's STEP waits until every stage has finished
  * that step's backwards (their shares of the gradient norm), then takes its cost.
  */
 function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number, timeline?: Timeline): RoundsResult {
@@ -84,6 +85,8 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
   for (const list of actions) for (const a of list) if ("mb" in a) mbs = Math.max(mbs, a.mb + 1);
   const messageKey = (what: "act" | "grad", from: number, mb: number, r: number) => ((r * mbs + mb) * stages + from) * 2 + (what === "act" ? 0 : 1);
   const arrivals = new Map<number, number>();
+  // When each direction of each link (2 per link between stage l and l + 1) is free again.
+  const linkFree = new Array<number>(2 * stages).fill(0);
   const sent = new Map<number, TransferEvent>();
   const parts = new Map(phase.microBatches.map((m) => [m.id, m.parts]));
   const needed = new Map<string, number>();
@@ -118,10 +121,14 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
         } else if (a.op === "SEND") {
           const link = Math.min(s, a.peer);
           const key = messageKey(a.what, s, a.mb, r);
-          const arrival = clock[s]! + costs.transfer[link]![a.mb]!;
+          // One message at a time in each direction of a link: a send queues behind the last.
+          const direction = 2 * link + (a.peer > s ? 0 : 1);
+          const start = Math.max(clock[s]!, linkFree[direction]!);
+          const arrival = start + costs.transfer[link]![a.mb]!;
+          linkFree[direction] = arrival;
           arrivals.set(key, arrival);
           if (timeline) {
-            const t: TransferEvent = { what: a.what, from: s, to: a.peer, mb: a.mb, adapter: parts.get(a.mb)![0]!.adapter, round: r, start: clock[s]!, end: arrival, received: arrival };
+            const t: TransferEvent = { what: a.what, from: s, to: a.peer, mb: a.mb, adapter: parts.get(a.mb)![0]!.adapter, round: r, start, end: arrival, received: arrival };
             timeline.transfers.push(t);
             sent.set(key, t);
           }
