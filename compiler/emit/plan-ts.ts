@@ -71,14 +71,26 @@ function typeText(schema: Schema, path: string, top = false): string {
   }
 }
 
-/** An interface's properties from an object schema. */
+/** A schema's `.describe()` text, looking through optional and nullable wrappers. */
+function description(schema: Schema): string | undefined {
+  const own = (schema as unknown as { description?: string }).description;
+  if (own !== undefined) return own;
+  const inner = defOf(schema).innerType;
+  return inner ? description(inner) : undefined;
+}
+
+/** An interface's properties from an object schema, each with the schema's description as its doc. */
 function properties(schema: Schema, name: string) {
-  return Object.entries(defOf(schema).shape!).map(([k, v]) => ({
-    name: k,
-    hasQuestionToken: defOf(v).type === "optional",
-    isReadonly: true,
-    type: NARROWED[`${name}.${k}`] ?? typeText(v, `${name}.${k}`),
-  }));
+  return Object.entries(defOf(schema).shape!).map(([k, v]) => {
+    const doc = description(v);
+    return {
+      name: k,
+      hasQuestionToken: defOf(v).type === "optional",
+      isReadonly: true,
+      type: NARROWED[`${name}.${k}`] ?? typeText(v, `${name}.${k}`),
+      ...(doc !== undefined && { docs: [doc.charAt(0).toUpperCase() + doc.slice(1) + "."] }),
+    };
+  });
 }
 
 /**

@@ -41,7 +41,7 @@ export const AdapterSchema = z.object({
   name: z.string().min(1),
   rank: positive,
   alpha: finite,
-  scaling: finite,
+  scaling: finite.describe("alpha / rank, or alpha / sqrt(rank) with rsLoRA"),
   dropout: finite,
   rslora: z.boolean(),
   targets: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1),
@@ -50,11 +50,11 @@ export const AdapterSchema = z.object({
   pack: z.boolean(),
   batch: positive,
   microBatch: positive,
-  microBatchesPerStep: positive,
-  steps: positive,
+  microBatchesPerStep: positive.describe("batch / microBatch: micro-batches per optimizer step"),
+  steps: positive.describe("optimizer steps the adapter trains for"),
   optimizer: OptimizerSchema,
-  init: relPath.nullable(),
-  out: relPath,
+  init: relPath.nullable().describe("a PEFT adapter folder to start from, relative to the plan's folder"),
+  out: relPath.describe("where the trained adapter is written, relative to the plan's folder"),
   seed: count,
   saveEvery: count,
 });
@@ -63,25 +63,23 @@ export const StageSchema = z.object({
   index: count,
   device: count,
   node: count,
-  /** [first, last) over layer blocks: block b is layer floor(b/2), its attention half when b is even. */
-  blocks: z.tuple([count, count]),
-  /** [first, last) of the layers any of whose blocks the stage runs. */
-  layers: z.tuple([count, count]),
+  blocks: z.tuple([count, count]).describe("[first, last) over layer blocks: block b is layer floor(b/2), its attention half when b is even"),
+  layers: z.tuple([count, count]).describe("[first, last) of the layers any of whose blocks the stage runs"),
   embedding: z.boolean(),
   head: z.boolean(),
 });
 
 export const PhaseSchema = z.object({
-  rounds: positive,
-  stepsPerRound: positive,
-  adapters: z.array(count).min(1),
+  rounds: positive.describe("identical rounds the phase repeats"),
+  stepsPerRound: positive.describe("optimizer steps every adapter of the phase takes in one round"),
+  adapters: z.array(count).min(1).describe("indices of the adapters still training in this phase"),
   microBatches: z.array(
     z.object({
       id: count,
       parts: z.array(z.object({ adapter: count, step: count, index: count, sequences: positive })).min(1),
     }),
   ),
-  actions: z.array(z.array(z.string())),
+  actions: z.array(z.array(z.string())).describe('per stage, one round\'s actions in order: "F mb3", "B mb3", "SEND act mb3 to s1", "RECV grad mb3 from s2", "STEP a2"'),
 });
 
 export const PlanSchema = z.object({
@@ -118,8 +116,10 @@ export const PlanSchema = z.object({
   stages: z.array(StageSchema).min(1),
   schedule: z.object({
     name: z.enum(["gpipe", "1f1b", "batch", "mlora"]),
-    /** Fused adapter groups in stream order (`mlora` only; absent: every adapter alone, in index order). */
-    groups: z.array(z.array(count).min(1)).optional(),
+    groups: z
+      .array(z.array(count).min(1))
+      .optional()
+      .describe("fused adapter groups in stream order (mlora only; absent: every adapter alone, in index order)"),
     phases: z.array(PhaseSchema).min(1),
   }),
 });
