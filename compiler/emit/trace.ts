@@ -29,6 +29,8 @@ export interface Trace {
 }
 
 const COMPUTE = 0;
+const SEND_NEXT = 1;
+const SEND_PREVIOUS = 2;
 
 const us = (seconds: number) => Math.round(seconds * 1e9) / 1e3;
 /** A duration from rounded ends, so that back-to-back slices meet rather than overlap. */
@@ -37,17 +39,15 @@ const span = (start: number, end: number) => Math.round((us(end) - us(start)) * 
 export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
   const name = (a: number) => plan.adapters[a]?.name ?? `adapter ${a}`;
   const events: TraceEvent[] = [];
+  // A thread per link direction: the simulator puts one message at a time on each.
+  const linkThread = (from: number, to: number) => (to > from ? SEND_NEXT : SEND_PREVIOUS);
   plan.stages.forEach((s) => {
     const layers = `layers ${s.layers[0]}-${s.layers[1] - 1}${s.embedding ? " + embedding" : ""}${s.head ? " + head" : ""}`;
     events.push({ name: "process_name", ph: "M", pid: s.index, tid: 0, args: { name: `stage ${s.index} (device ${s.device}, ${layers})` } });
     events.push({ name: "process_sort_index", ph: "M", pid: s.index, tid: 0, args: { sort_index: s.index } });
     events.push({ name: "thread_name", ph: "M", pid: s.index, tid: COMPUTE, args: { name: "compute" } });
-  });
-  // A thread per link direction: the simulator puts one message at a time on each.
-  const linkThread = (from: number, to: number) => (to > from ? 1 : 2);
-  plan.stages.forEach((s) => {
-    if (s.index < plan.stages.length - 1) events.push({ name: "thread_name", ph: "M", pid: s.index, tid: 1, args: { name: `send to stage ${s.index + 1}` } });
-    if (s.index > 0) events.push({ name: "thread_name", ph: "M", pid: s.index, tid: 2, args: { name: `send to stage ${s.index - 1}` } });
+    if (s.index < plan.stages.length - 1) events.push({ name: "thread_name", ph: "M", pid: s.index, tid: SEND_NEXT, args: { name: `send to stage ${s.index + 1}` } });
+    if (s.index > 0) events.push({ name: "thread_name", ph: "M", pid: s.index, tid: SEND_PREVIOUS, args: { name: `send to stage ${s.index - 1}` } });
   });
   for (const e of timeline.events) {
     const label = e.op === "STEP" ? `step ${name(e.adapter)}` : `${e.op === "F" ? "forward" : "backward"} mb${e.mb}`;
@@ -65,7 +65,7 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
   for (const w of timeline.waits) {
     // Below the trace's resolution (a nanosecond) a wait is rounding, not a bubble.
     if (span(w.start, w.end) <= 0) continue;
-    const reason = w.reason.replace(/adapter (\d+)$/, (_, a: string) => name(Number(a)));
+    const reason = w.for === "norms" ? `gradient norms of ${name(w.adapter)}` : `${w.for === "act" ? "activations" : "gradients"} mb${w.mb} from stage ${w.peer}`;
     events.push({ name: `waiting for ${reason}`, cat: "idle", ph: "X", pid: w.stage, tid: COMPUTE, ts: us(w.start), dur: span(w.start, w.end) });
   }
   // The compute that consumes a message: the receiver's first F (activations) or B (gradients)
@@ -73,11 +73,12 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
   const computes = new Map<string, Timeline["events"]>();
   for (const e of timeline.events) {
     const key = `${e.stage} ${e.op} ${e.mb}`;
-    computes.set(key, [...(computes.get(key) ?? []), e]);
+    const list = computes.get(key);
+    if (list) list.push(e);
+    else computes.set(key, [e]);
   }
   const consumer = (stage: number, op: "F" | "B", mb: number, at: number) => computes.get(`${stage} ${op} ${mb}`)?.find((e) => e.start >= at - 1e-15);
-  const byStart = [...timeline.transfers].sort((a, b) => a.start - b.start);
-  byStart.forEach((t, id) => {
+  timeline.transfers.forEach((t, id) => {
     const tid = linkThread(t.from, t.to);
     const label = `${t.what === "act" ? "activations" : "gradients"} mb${t.mb} to stage ${t.to}`;
     events.push({

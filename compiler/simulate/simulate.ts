@@ -45,13 +45,11 @@ export interface TransferEvent {
 }
 
 /** A stretch a stage stood idle, and what it waited for. */
-export interface WaitEvent {
-  stage: number;
-  start: number;
-  end: number;
-  /** "activations mb3 from stage 0", "gradients mb3 from stage 2", "gradient norms of adapter 1". */
-  reason: string;
-}
+export type WaitEvent = { stage: number; start: number; end: number } & (
+  | { for: "act" | "grad"; mb: number; peer: number }
+  /** Every stage's share of an adapter's gradient norm, before its optimizer step. */
+  | { for: "norms"; adapter: number }
+);
 
 /** What one simulated stretch looked like: compute on each stage, the messages between, the waits. */
 export interface Timeline {
@@ -135,7 +133,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
         } else if (a.op === "RECV") {
           const at = arrivals.get(messageKey(a.what, a.peer, a.mb, r));
           if (at === undefined) break;
-          if (timeline && at > clock[s]!) timeline.waits.push({ stage: s, start: clock[s]!, end: at, reason: `${a.what === "act" ? "activations" : "gradients"} mb${a.mb} from stage ${a.peer}` });
+          if (timeline && at > clock[s]!) timeline.waits.push({ stage: s, start: clock[s]!, end: at, for: a.what, mb: a.mb, peer: a.peer });
           clock[s] = Math.max(clock[s]!, at);
           const t = timeline && sent.get(messageKey(a.what, a.peer, a.mb, r));
           if (t) t.received = clock[s]!;
@@ -146,7 +144,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           if (!v.count.every((c) => c >= need)) break;
           const cost = costs.step[s]![a.adapter]!;
           const ready = Math.max(clock[s]!, ...v.at);
-          if (timeline && ready > clock[s]!) timeline.waits.push({ stage: s, start: clock[s]!, end: ready, reason: `gradient norms of adapter ${a.adapter}` });
+          if (timeline && ready > clock[s]!) timeline.waits.push({ stage: s, start: clock[s]!, end: ready, for: "norms", adapter: a.adapter });
           clock[s] = ready + cost;
           timeline?.events.push({ stage: s, op: "STEP", mb: -1, adapter: a.adapter, start: clock[s]! - cost, end: clock[s]! });
           if (r === 0) busy[s]! += cost;
