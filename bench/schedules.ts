@@ -74,6 +74,21 @@ for (const c of weighed) {
   console.log(`  ${c.chosen ? "*" : " "} ${c.label.padEnd(38)} ${m === null ? "-" : `${m.toFixed(1)} s`.padStart(8)}  idle ${c.idleFraction?.toFixed(3) ?? "-"}  ${m === null ? "" : `${(mloraAlone / m).toFixed(2)}x mlora`}`);
 }
 
+// `stages auto` against every fixed stage count, for a job whose adapters interleave: eight
+// adapters of one micro-batch per step on 8 x A100 (a flushing schedule would gain nothing from
+// more stages; an interleaved stream gains nearly p-fold).
+const oneMicroBatch = (stages: number | "auto") => `
+model m { layers 32 hidden 4096 heads 32 ffn 11008 vocab 32000 max_seq 512 }
+${Array.from({ length: 8 }, (_, i) => `adapter a${i} { data "data/math.jsonl" rank 16 targets all seq_len 512 batch 2 micro_batch 2 steps 100 }`).join("\n")}
+cluster c { gpu A100-80G gpus 8 }
+plan { schedule auto stages ${stages} }`;
+console.log("\nstages auto, 8 adapters of one micro-batch per step, 8 x A100 (makespan in seconds):");
+const counts = ([1, 2, 4, 8, "auto"] as const).map((p) => {
+  const r = compile(oneMicroBatch(p), { baseDir: EXAMPLES });
+  return `${p === "auto" ? `auto (${r.plan!.stages.length})` : p}: ${r.summary!.makespanSeconds.toFixed(1)}`;
+});
+console.log(`  ${counts.join("  ")}`);
+
 // The engine against the simulator: a small job on 2 CPU stage workers.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "loraflow-bench-schedules-"));
 fs.writeFileSync(path.join(dir, "d.jsonl"), Array.from({ length: 64 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 128 }, (_, t) => (i * 7 + t * 3) % 2048) })).join("\n") + "\n");
