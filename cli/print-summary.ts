@@ -66,6 +66,14 @@ export function describePlan(plan: Plan, summary: Summary): string {
     `simulated: makespan ${formatTime(summary.makespanSeconds)} (bound ${formatTime(summary.lowerBoundSeconds)}), idle ${summary.idleFraction.toFixed(3)}, ` +
       `imbalance ${summary.imbalance.toFixed(3)}, ${Math.round(summary.tokensPerSecond)} tokens/s`,
   );
+  const others = (summary.comparison ?? []).filter((r) => !r.chosen && r.fits && r.makespanSeconds !== null).sort((a, b) => a.makespanSeconds! - b.makespanSeconds!);
+  if (others[0] && summary.makespanSeconds > 0) {
+    const ratio = others[0].makespanSeconds! / summary.makespanSeconds;
+    lines.push(
+      `weighed ${summary.comparison!.length} schedules (--compare lists them); the fastest other, ${others[0].label}, ` +
+        (ratio >= 1 ? `takes ${ratio.toFixed(2)}x as long` : `would take ${ratio.toFixed(2)}x the time (\`schedule auto\` picks the fastest)`),
+    );
+  }
   lines.push(`${plan.schedule.phases.length} phase${plan.schedule.phases.length === 1 ? "" : "s"}, ${rounds} rounds; compiled in ${summary.compileMillis} ms`);
   return lines.join("\n");
 }

@@ -33,6 +33,8 @@ describe("loraflow compile", () => {
     // The report compares every schedule even for a named one; the table is printed only on --compare.
     expect(fs.readFileSync(path.join(work, "out/tiny/report.html"), "utf8")).toMatch(/<tr class="chosen"><td>\* 1f1b<\/td>/);
     expect(r.stdout).not.toMatch(/schedules weighed/);
+    // tiny.lf asks for 1f1b; the summary says what would be faster.
+    expect(r.stdout).toMatch(/weighed 5 schedules \(--compare lists them\); the fastest other, \S+, would take 0\.\d\dx the time \(`schedule auto` picks the fastest\)/);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
     expect(plan.format).toBe("loraflow.plan/1");
     expect(plan.adapters[0].data.path).toBe("../../examples/data/count.jsonl");
