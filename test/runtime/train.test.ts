@@ -162,6 +162,17 @@ describe("training on the CPU engine", () => {
     expectSameAdapters({ ...run, adapters: run.adapters }, { ...reference, adapters: reference.adapters.slice(0, 1) }, "alone");
   });
 
+  it("every step's report arrives before the run resolves: the last loss and the token count agree with them", async () => {
+    for (const [schedule, stages] of [["mlora", 3], ["1f1b", 2], ["batch", 4]] as const) {
+      const reports: { adapter: string; loss: number; tokens: number }[] = [];
+      const run = await runPlan(plan(schedule, stages), path.join(dir, "plan"), { save: false, onStep: (s) => reports.push(s) });
+      // Nothing may come after the promise: look right away.
+      expect(reports, `${schedule}/${stages}`).toHaveLength(10 + 8 + 10);
+      for (const a of run.adapters) expect(a.loss, `${schedule}/${stages} ${a.name}`).toBe(reports.filter((r) => r.adapter === a.name).at(-1)!.loss);
+      expect(run.tokens).toBe(reports.reduce((n, r) => n + r.tokens, 0));
+    }
+  });
+
   it("reports each step's loss, and the loss falls", async () => {
     const losses: number[] = [];
     const p = plan("1f1b", 2);

@@ -4,6 +4,8 @@
 // free; each optimizer step's loss reaches `onStep` through a thread-safe function while it runs.
 #include <napi.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -206,10 +208,13 @@ class TrainWorker : public Napi::AsyncWorker {
               call_safely(fn, o);
             }) != napi_ok) {
           delete copy;
+        } else {
+          steps_sent_++;
         }
       }, [this](CheckpointEvent&& e) {
         auto* copy = new CheckpointEvent(std::move(e));
-        // Blocking: training waits until JavaScript has the weights, so a checkpoint is never lost.
+        // Queued for the event loop, which may run it after training ends: the result says how
+        // many were sent, and JavaScript waits for them all before it calls the run done.
         if (on_checkpoint_.BlockingCall(copy, [](Napi::Env env, Napi::Function fn, CheckpointEvent* ev) {
               Napi::Object o = Napi::Object::New(env);
               o.Set("adapter", ev->adapter);
@@ -219,6 +224,8 @@ class TrainWorker : public Napi::AsyncWorker {
               call_safely(fn, o);
             }) != napi_ok) {
           delete copy;
+        } else {
+          checkpoints_sent_++;
         }
       });
     } catch (const std::exception& e) {
@@ -247,6 +254,10 @@ class TrainWorker : public Napi::AsyncWorker {
       stages.Set(static_cast<uint32_t>(s), so);
     }
     result.Set("stages", stages);
+    // Progress and checkpoint calls still queued for the event loop may come after this promise
+    // settles: how many were sent lets the caller wait for the last of them.
+    result.Set("stepEvents", static_cast<double>(steps_sent_.load()));
+    result.Set("checkpointEvents", static_cast<double>(checkpoints_sent_.load()));
     deferred_.Resolve(result);
   }
 
@@ -260,6 +271,7 @@ class TrainWorker : public Napi::AsyncWorker {
   int64_t adapter_count() const { return static_cast<int64_t>(trainer_->adapter_count()); }
 
   Napi::Promise::Deferred deferred_;
+  std::atomic<int64_t> steps_sent_{0}, checkpoints_sent_{0};
   std::unique_ptr<Trainer> trainer_;
   Napi::ThreadSafeFunction on_step_;
   Napi::ThreadSafeFunction on_checkpoint_;
