@@ -1,4 +1,5 @@
-import { Project, VariableDeclarationKind } from "ts-morph";
+import { createRequire } from "node:module";
+import type * as TsMorph from "ts-morph";
 import type { z } from "zod";
 import { AdapterSchema, LlamaConfigSchema, OptimizerSchema, PhaseSchema, PlanSchema, StageSchema, type Plan } from "../plan/schema.js";
 
@@ -99,6 +100,9 @@ function properties(schema: Schema, name: string) {
  * helps: adapter names are a union, and `adapterIndex` maps each name to its index.
  */
 export function planModule(plan: Plan, source: string): string {
+  // ts-morph carries a whole TypeScript compiler: loaded when a plan.ts is written, not whenever
+  // the compiler is imported (that would add half a second to every `loraflow` command).
+  const { Project, VariableDeclarationKind } = createRequire(import.meta.url)("ts-morph") as typeof TsMorph;
   const project = new Project({ useInMemoryFileSystem: true });
   const file = project.createSourceFile("plan.ts", "");
   file.addStatements(`// Written by loraflow ${plan.compiler.version} from ${source}; the same plan as plan.json. Do not edit: compile again.`);
