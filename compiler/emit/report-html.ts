@@ -22,11 +22,12 @@ td.label { white-space: nowrap; }
 .svg { overflow-x: auto; border: 1px solid #ddd; }
 `;
 
+/** Memory parts, in colours none of the schedule picture's adapters use. */
 const PARTS = [
   { key: "weightBytes", name: "base weights", color: "#8c8c8c" },
-  { key: "adapterBytes", name: "adapter state", color: "#4e79a7" },
-  { key: "activationBytes", name: "stashed activations", color: "#f28e2b" },
-  { key: "workspaceBytes", name: "workspace", color: "#edc948" },
+  { key: "adapterBytes", name: "adapter state", color: "#3b5b92" },
+  { key: "activationBytes", name: "stashed activations", color: "#e07b39" },
+  { key: "workspaceBytes", name: "workspace", color: "#f2c14e" },
 ] as const;
 
 function figure(value: string, label: string): string {
@@ -85,6 +86,16 @@ export function reportHtml(plan: Plan, summary: Summary, memory: readonly StageM
     ["adapter", "rank", "targets", "seq_len", "batch", "micro-batches", "steps"],
     ...plan.adapters.map((a) => [a.name, String(a.rank), a.targets.join(" "), String(a.seqLen), String(a.batch), `${a.microBatchesPerStep} x ${a.microBatch}`, String(a.steps)]),
   ];
+  // Phases change as adapters finish: which train together, for how many steps.
+  const phaseRows = [
+    ["phase", "steps", "adapters training", "micro-batches per round"],
+    ...plan.schedule.phases.map((p, i) => [
+      String(i),
+      String(p.rounds * p.stepsPerRound),
+      p.adapters.map((a) => plan.adapters[a]!.name).join(" "),
+      `${p.microBatches.length} (${p.stepsPerRound} step${p.stepsPerRound === 1 ? "" : "s"} of each)`,
+    ]),
+  ];
   const comparison = comparisonRows(summary.comparison);
   const compared = comparison
     ? table(comparison, (j) => j >= 1 && j <= 3, (i) => (summary.comparison![i]!.chosen ? "chosen" : summary.comparison![i]!.fits ? "" : "nofit"))
@@ -119,6 +130,8 @@ ${svg ? `<div class="svg">${svg.replace(/^<\?xml[^>]*>\s*/, "")}</div>` : "<p>No
 ${table(stageRows, (j) => j >= 3)}
 <h2>Adapters</h2>
 ${table(adapterRows, (j) => [1, 3, 4, 6].includes(j))}
+<h2>Phases</h2>
+${table(phaseRows, (j) => j === 1)}
 <h2>Schedules weighed</h2>
 ${compared}
 </body>

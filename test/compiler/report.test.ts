@@ -15,7 +15,7 @@ describe("report.html", () => {
     expect(html).not.toMatch(/<script|<link|src=|href=|@import|url\(/i);
     expect(html).toContain(r.scheduleSvg!.slice(0, 200));
     expect((html.match(/<div class="bar">/g) ?? []).length).toBe(4);
-    for (const heading of ["Memory per stage", "Schedule", "Stages", "Adapters", "Schedules weighed"]) expect(html).toContain(`<h2>${heading}</h2>`);
+    for (const heading of ["Memory per stage", "Schedule", "Stages", "Adapters", "Phases", "Schedules weighed"]) expect(html).toContain(`<h2>${heading}</h2>`);
     // Every schedule weighed is a row, the chosen one marked.
     for (const row of r.summary!.comparison!) expect(html).toContain(`<td>${row.chosen ? "* " : ""}${row.label}</td>`);
     expect((html.match(/<tr class="chosen">/g) ?? []).length).toBe(1);
