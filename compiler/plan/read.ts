@@ -69,6 +69,12 @@ export function planProblems(plan: Plan): string[] {
     if (seen.some((i) => i >= plan.adapters.length) || new Set(seen).size !== seen.length || seen.length !== plan.adapters.length) {
       problems.push(`schedule.groups must name each of the ${plan.adapters.length} adapters exactly once`);
     }
+    // The groups describe the micro-batches: a micro-batch fuses adapters of one group only.
+    const groupOf = new Map(groups.flatMap((g, k) => g.map((a) => [a, k] as const)));
+    plan.schedule.phases.forEach((phase, p) => {
+      const mixed = phase.microBatches.find((mb) => new Set(mb.parts.map((x) => groupOf.get(x.adapter))).size > 1);
+      if (mixed) problems.push(`schedule.phases.${p}: mb${mixed.id} fuses adapters of different schedule.groups`);
+    });
   }
   return problems.length > 0 ? problems : verifySchedule(plan.stages.length, plan.adapters.length, plan.schedule.phases);
 }

@@ -76,9 +76,16 @@ describe("auto weighs whole schedules, fused interleavings and orders", () => {
     expect(readPlan(JSON.stringify(r.plan)).diagnostics).toEqual([]);
   });
 
-  it("a plan whose groups leave out an adapter is refused", () => {
+  it.each([
+    { groups: [[0, 1], [2]], message: /name each of the 4 adapters exactly once/ },
+    { groups: [[0, 2], [1, 3]], message: /mb0 fuses adapters of different schedule.groups/ },
+  ])("a plan whose groups disagree with it is refused: $groups", ({ groups, message }) => {
     const { plan } = compileAuto("llama2-7b-4xa6000.lf");
-    plan!.schedule.groups = [[0, 1], [2]];
-    expect(readPlan(JSON.stringify(plan)).diagnostics[0]!.message).toMatch(/name each of the 4 adapters exactly once/);
+    expect(plan!.schedule.groups).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
+    plan!.schedule.groups = groups;
+    expect(readPlan(JSON.stringify(plan)).diagnostics[0]!.message).toMatch(message);
   });
 });
