@@ -28,13 +28,13 @@ export function main(argv: string[]): void {
 
   program
     .command("compile")
-    .description("compile a job file into DIR/plan.json, summary.json, schedule.svg, trace.json and report.html")
+    .description("compile a job file into DIR/plan.json, plan.ts, summary.json, schedule.svg, trace.json and report.html")
     .argument("<job>", "the job file (.lf)")
     .option("-o, --out <dir>", "output folder (default: out/<job name>)")
     .addOption(new Option("--schedule <name>", "override the plan block's schedule").choices(["gpipe", "1f1b", "batch", "mlora", "auto"]))
     .option("--stages <n>", "override the plan block's stage count (a number or auto)", stagesArgument)
     .option("--json", "also print summary.json to stdout")
-    .option("--compare", "weigh every schedule for this job and print a table: makespan, idle, peak memory, fits")
+    .option("--compare", "print the table of every schedule weighed for this job: makespan, idle, peak memory, fits")
     .addOption(new Option("--dump-ir <pass>", "print the IR after a pass as JSON").choices(PASS_NAMES))
     .action((job: string, flags: CompileFlags) => {
       process.exitCode = compileCommand(job, flags);
