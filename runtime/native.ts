@@ -40,9 +40,6 @@ export interface CheckpointEvent {
 export interface TrainResult {
   adapters: Record<string, { A: Float32Array; B: Float32Array }>[];
   stages: { busySeconds: number; waitSeconds: number; weightBytes: number; adapterBytes: number }[];
-  /** Progress and checkpoint events the engine sent; some may reach JavaScript after the promise. */
-  stepEvents: number;
-  checkpointEvents: number;
 }
 
 let cached: NativeEngine | undefined;

@@ -48,15 +48,6 @@ export function checkMemory(plan: Plan): void {
   }
 }
 
-/** Lets the event loop run until `done()`; a bound turns a lost event into an error, not a hang. */
-async function drain(done: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!done()) {
-    if (performance.now() > deadline) throw new RunError("the engine's last progress or checkpoint events never arrived");
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
-
 /**
  * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format (and, every
  * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything
@@ -118,8 +109,6 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     }
   };
   const lastLoss = new Array<number>(plan.adapters.length).fill(NaN);
-  let stepsSeen = 0;
-  let checkpointsSeen = 0;
   const result = await native.train(
     {
       config: plan.model.config,
@@ -135,19 +124,16 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       blasThreads: options.threads ?? 1,
     },
     guarded((e) => {
-      stepsSeen++;
       tokens += e.tokens;
       lastLoss[e.adapter] = e.loss;
       options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
     }),
     guarded((c) => {
-      checkpointsSeen++;
       const a = plan.adapters[c.adapter]!;
       if (options.save !== false) writePeftAdapter(path.join(path.resolve(planDir, a.out), `checkpoint-${c.step}`), a, c.sites, baseModel);
     }),
   );
-  // The engine's last progress and checkpoint calls can still be queued on the event loop.
-  await drain(() => stepsSeen >= result.stepEvents && checkpointsSeen >= result.checkpointEvents);
+  // The engine settles its promise only after every progress and checkpoint call was delivered.
   if (callbackError !== undefined) {
     throw callbackError instanceof Error ? new RunError(`during training: ${callbackError.message}`) : callbackError;
   }

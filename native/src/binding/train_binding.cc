@@ -4,8 +4,6 @@
 // free; each optimizer step's loss reaches `onStep` through a thread-safe function while it runs.
 #include <napi.h>
 
-#include <atomic>
-#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -180,14 +178,32 @@ void call_safely(const Napi::Function& fn, const Napi::Object& arg) {
   }
 }
 
+// How the training promise settles. Progress and checkpoint calls are queued for the event
+// loop and may still be waiting when training ends; a thread-safe function's finalizer runs only
+// after its queue is empty, so the promise settles when both have been finalized, and nothing
+// reaches JavaScript after it.
+struct Settlement {
+  explicit Settlement(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise::Deferred deferred;
+  Napi::Reference<Napi::Value> outcome;  // the result, or the error, once training has ended
+  bool failed = false;
+  int open = 2;  // thread-safe functions not finalized yet
+
+  void finalized(Napi::Env env) {
+    if (--open > 0) return;
+    Napi::HandleScope scope(env);
+    if (failed) deferred.Reject(outcome.Value());
+    else deferred.Resolve(outcome.Value());
+    outcome.Reset();
+  }
+};
+
 class TrainWorker : public Napi::AsyncWorker {
  public:
-  TrainWorker(Napi::Env env, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step, Napi::ThreadSafeFunction on_checkpoint,
-              int blas_threads)
-      : Napi::AsyncWorker(env, "loraflow-train"), deferred_(Napi::Promise::Deferred::New(env)), trainer_(std::move(trainer)),
+  TrainWorker(Napi::Env env, std::shared_ptr<Settlement> settlement, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step,
+              Napi::ThreadSafeFunction on_checkpoint, int blas_threads)
+      : Napi::AsyncWorker(env, "loraflow-train"), settlement_(std::move(settlement)), trainer_(std::move(trainer)),
         on_step_(std::move(on_step)), on_checkpoint_(std::move(on_checkpoint)), blas_threads_(blas_threads) {}
-
-  Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
@@ -208,13 +224,10 @@ class TrainWorker : public Napi::AsyncWorker {
               call_safely(fn, o);
             }) != napi_ok) {
           delete copy;
-        } else {
-          steps_sent_++;
         }
       }, [this](CheckpointEvent&& e) {
         auto* copy = new CheckpointEvent(std::move(e));
-        // Queued for the event loop, which may run it after training ends: the result says how
-        // many were sent, and JavaScript waits for them all before it calls the run done.
+        // Queued for the event loop; the promise waits for it (see Settlement).
         if (on_checkpoint_.BlockingCall(copy, [](Napi::Env env, Napi::Function fn, CheckpointEvent* ev) {
               Napi::Object o = Napi::Object::New(env);
               o.Set("adapter", ev->adapter);
@@ -224,8 +237,6 @@ class TrainWorker : public Napi::AsyncWorker {
               call_safely(fn, o);
             }) != napi_ok) {
           delete copy;
-        } else {
-          checkpoints_sent_++;
         }
       });
     } catch (const std::exception& e) {
@@ -235,8 +246,6 @@ class TrainWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     Napi::Env env = Env();
-    on_step_.Release();
-    on_checkpoint_.Release();
     Napi::Object result = Napi::Object::New(env);
     Napi::Array adapters = Napi::Array::New(env);
     for (size_t a = 0; a < static_cast<size_t>(adapter_count()); a++) {
@@ -254,24 +263,24 @@ class TrainWorker : public Napi::AsyncWorker {
       stages.Set(static_cast<uint32_t>(s), so);
     }
     result.Set("stages", stages);
-    // Progress and checkpoint calls still queued for the event loop may come after this promise
-    // settles: how many were sent lets the caller wait for the last of them.
-    result.Set("stepEvents", static_cast<double>(steps_sent_.load()));
-    result.Set("checkpointEvents", static_cast<double>(checkpoints_sent_.load()));
-    deferred_.Resolve(result);
+    settle(result, false);
   }
 
-  void OnError(const Napi::Error& e) override {
-    on_step_.Release();
-    on_checkpoint_.Release();
-    deferred_.Reject(Napi::Error::New(Env(), std::string("training failed: ") + e.Message()).Value());
-  }
+  void OnError(const Napi::Error& e) override { settle(Napi::Error::New(Env(), std::string("training failed: ") + e.Message()).Value(), true); }
 
  private:
   int64_t adapter_count() const { return static_cast<int64_t>(trainer_->adapter_count()); }
 
-  Napi::Promise::Deferred deferred_;
-  std::atomic<int64_t> steps_sent_{0}, checkpoints_sent_{0};
+  // Records how training ended and lets the thread-safe functions finish their queues; the last
+  // finalizer settles the promise.
+  void settle(Napi::Value outcome, bool failed) {
+    settlement_->outcome = Napi::Persistent(outcome);
+    settlement_->failed = failed;
+    on_step_.Release();
+    on_checkpoint_.Release();
+  }
+
+  std::shared_ptr<Settlement> settlement_;
   std::unique_ptr<Trainer> trainer_;
   Napi::ThreadSafeFunction on_step_;
   Napi::ThreadSafeFunction on_checkpoint_;
@@ -296,12 +305,13 @@ Napi::Value Train(const Napi::CallbackInfo& info) {
   } catch (const std::exception& e) {
     throw Napi::Error::New(env, std::string("train: ") + e.what());
   }
-  auto on_step = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1);
-  auto on_checkpoint = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "loraflow-train-checkpoint", 0, 1);
-  auto* worker = new TrainWorker(env, std::move(trainer), std::move(on_step), std::move(on_checkpoint), blas_threads);
-  Napi::Promise promise = worker->promise();
+  auto settlement = std::make_shared<Settlement>(env);
+  auto finalized = [settlement](Napi::Env e) { settlement->finalized(e); };
+  auto on_step = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1, finalized);
+  auto on_checkpoint = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "loraflow-train-checkpoint", 0, 1, finalized);
+  auto* worker = new TrainWorker(env, settlement, std::move(trainer), std::move(on_step), std::move(on_checkpoint), blas_threads);
   worker->Queue();
-  return promise;
+  return settlement->deferred.Promise();
 }
 
 }  // namespace loraflow
