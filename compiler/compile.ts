@@ -60,7 +60,7 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   }
   const jobFile = request.fileName ? path.resolve(request.fileName) : null;
   const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
-  const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100, ir.scheduleOptions);
+  const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100, comparison);
   const scheduleSvg = ir.timeline && ir.simulation ? scheduleSvg_(plan, ir.timeline.events, ir.simulation) : undefined;
   const trace = ir.timeline ? scheduleTrace(plan, ir.timeline) : undefined;
   const report = ir.memory ? reportHtml(plan, summary, ir.memory, scheduleSvg) : undefined;

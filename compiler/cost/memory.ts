@@ -12,6 +12,7 @@ import { parseAction, type Action } from "../plan/actions.js";
 import type { MicroBatch, Phase, ResolvedAdapter, StageAssignment } from "../ir.js";
 import type { LlamaArch } from "../job.js";
 import { targetModules } from "../models/llama.js";
+import { shapeKey } from "./model.js";
 
 /** What the memory model reads of an adapter (a compiled plan's adapters carry as much). */
 export type MemoryAdapter = Pick<ResolvedAdapter, "rank" | "seqLen" | "modules"> & { optimizer: Pick<ResolvedAdapter["optimizer"], "kind" | "momentum"> };
@@ -41,16 +42,21 @@ export function baseWeightBytes(arch: LlamaArch, stage: MemoryStage, dtypeBytes:
   return n * dtypeBytes;
 }
 
+/** LoRA parameters of an adapter in layer blocks [first, last): attention modules in even blocks. */
+export function loraParameters(a: Pick<MemoryAdapter, "rank" | "modules">, blocks: [number, number]): number {
+  let n = 0;
+  for (let b = blocks[0]; b < blocks[1]; b++) {
+    for (const m of a.modules) if ((m.parent === "self_attn") === (b % 2 === 0)) n += a.rank * (m.in + m.out);
+  }
+  return n;
+}
+
 /** fp32 LoRA weights and gradients, plus AdamW's two moments (SGD: one buffer with momentum). */
 export function adapterStateBytes(adapters: readonly MemoryAdapter[], blocks: [number, number]): number {
   let bytes = 0;
   for (const a of adapters) {
-    let params = 0;
-    for (let b = blocks[0]; b < blocks[1]; b++) {
-      for (const m of a.modules) if ((m.parent === "self_attn") === (b % 2 === 0)) params += a.rank * (m.in + m.out);
-    }
     const copies = a.optimizer.kind === "adamw" ? 4 : a.optimizer.momentum > 0 ? 3 : 2;
-    bytes += params * 4 * copies;
+    bytes += loraParameters(a, blocks) * 4 * copies;
   }
   return bytes;
 }
@@ -123,12 +129,11 @@ export interface MemoryInputs {
 
 /** Each stage's peak under a schedule: the worst phase's stash on top of weights and adapter state. */
 export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, phases }: MemoryInputs): StageMemory[] {
-  // Micro-batches of one shape need the same workspace: one of each shape, for every stage.
   // Stashes and workspaces depend on a micro-batch's shape only: each shape is sized once per stage.
   const shapes = new Map<string, MicroBatch>();
   const shapeOf = phases.map((phase) =>
     phase.microBatches.map((mb) => {
-      const key = mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(",");
+      const key = shapeKey(mb);
       shapes.set(key, mb);
       return key;
     }),

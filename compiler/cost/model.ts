@@ -34,6 +34,10 @@ export interface Work {
   bytes: number;
 }
 
+/** Micro-batches with the same parts (adapter and sequences) cost and stash the same. */
+export function shapeKey(mb: MicroBatch): string {
+  return mb.parts.map((p) => `${p.adapter}x${p.sequences}`).join(",");
+}
 
 /**
  * Seconds of one micro-batch's forward and backward over layer blocks [first, last) plus the

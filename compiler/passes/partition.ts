@@ -7,15 +7,6 @@ import { MAX_STREAM } from "../schedules/interleave.js";
 import { balance, type Balance, type BalanceProblem } from "../partition/balance.js";
 
 /**
- * Splits the model's layer blocks (attention and MLP halves of layers) over the stages so the
- * slowest stage is as fast as it can be, each stage within its device's memory (weights, adapter
- * state, and the activations of the micro-batches a 1F1B stage keeps in flight). The embedding
- * runs on the first stage, the head on the last, and both are priced. `stages auto` tries every
- * count up to the devices and keeps the one with the shortest estimate: the bottleneck stage's
- * work times the schedule's fill factor.
- * Stage i runs on device i.
- */
-/**
  * How much longer than its bottleneck stage's work a pipeline of p stages takes, by schedule: a
  * flush of m micro-batches costs (m + p - 1) / m; 1F1B and GPipe flush per adapter step, `batch`
  * once per fused step; an interleaved stream (mlora, and auto with several adapters, which
@@ -34,6 +25,15 @@ export function fillFactor(schedule: ScheduleName, adapters: readonly ResolvedAd
   return (perStep + adapters.length * (p - 1)) / perStep;
 }
 
+/**
+ * Splits the model's layer blocks (attention and MLP halves of layers) over the stages so the
+ * slowest stage is as fast as it can be, each stage within its device's memory (weights, adapter
+ * state, and the activations of the micro-batches a 1F1B stage keeps in flight). The embedding
+ * runs on the first stage, the head on the last, and both are priced. `stages auto` tries every
+ * count up to the devices and keeps the one with the shortest estimate: the bottleneck stage's
+ * work times the schedule's fill factor.
+ * Stage i runs on device i.
+ */
 export const partition: Pass = {
   name: "partition",
   needs: ["model", "job", "adapters"],

@@ -87,7 +87,7 @@ function imbalance(busy: number[]): number {
  * from the simulator over the cost model (compiler/cost/model.ts), each stage's peak memory from
  * the memory plan (compiler/cost/memory.ts); capacities are the device's.
  */
-export function buildSummary(plan: Plan, simulation: Simulation | undefined, memory: StageMemory[] | undefined, compileMillis: number, options?: readonly ScheduleOption[]): Summary {
+export function buildSummary(plan: Plan, simulation: Simulation | undefined, memory: StageMemory[] | undefined, compileMillis: number, comparison?: Summary["comparison"]): Summary {
   const groups = plan.schedule.groups?.map((g) => g.map((i) => plan.adapters[i]!.name));
   return {
     format: SUMMARY_FORMAT,
@@ -110,7 +110,7 @@ export function buildSummary(plan: Plan, simulation: Simulation | undefined, mem
     tokensPerSecond: simulation && simulation.makespanSeconds > 0 ? plan.adapters.reduce((n, a) => n + a.steps * a.batch * a.seqLen, 0) / simulation.makespanSeconds : 0,
     compileMillis,
     ...(groups && { groups }),
-    ...(options && { comparison: options.map(comparisonRow) }),
+    ...(comparison && { comparison }),
   };
 }
 
