@@ -3,7 +3,7 @@ import { verifySchedule } from "../plan/verify-schedule.js";
 import { chunk, declaredGroups, fusionOrder, fusionSizes, interleavingOrders, scheduleLabel } from "../schedules/fusion.js";
 import { interleavedSchedule } from "../schedules/interleave.js";
 import { flushSchedule } from "../schedules/pipeline.js";
-import { simulate as run } from "../simulate/simulate.js";
+import { roundWork, simulate as run } from "../simulate/simulate.js";
 import { stageMemory } from "./plan-memory.js";
 import { priceSchedule } from "./simulate.js";
 
@@ -43,16 +43,7 @@ function weigh(ir: Ir, schedule: Schedule, best: number, prune: boolean): Weighe
   if (!option.fits) return { option, schedule };
   const costs = priceSchedule(ir, schedule);
   if (prune) {
-    const busiest = Math.max(
-      ...ir.stages!.map((_, s) =>
-        schedule.phases.reduce((t, phase, p) => {
-          const c = costs[p]!;
-          let round = phase.adapters.reduce((n, a) => n + c.step[s]![a]! * phase.stepsPerRound, 0);
-          for (const mb of phase.microBatches) round += c.forward[s]![mb.id]! + c.backward[s]![mb.id]!;
-          return t + phase.rounds * round;
-        }, 0),
-      ),
-    );
+    const busiest = Math.max(...ir.stages!.map((_, s) => schedule.phases.reduce((t, phase, p) => t + phase.rounds * roundWork(phase, costs[p]!, s), 0)));
     if (busiest >= best) return { option: { ...option, pruned: true }, schedule };
   }
   const simulation = run(ir.stages!.length, schedule.phases, costs);

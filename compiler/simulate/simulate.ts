@@ -199,6 +199,13 @@ export function simulate(stages: number, phases: readonly VerifiablePhase[], cos
   };
 }
 
+/** Stage s's busy seconds in one round of a phase: its forwards, backwards and optimizer steps. */
+export function roundWork(phase: VerifiablePhase, c: PhaseCosts, s: number): number {
+  let work = 0;
+  for (const mb of phase.microBatches) work += c.forward[s]![mb.id]! + c.backward[s]![mb.id]!;
+  return work + phase.stepsPerRound * phase.adapters.reduce((n, a) => n + c.step[s]![a]!, 0);
+}
+
 /**
  * The design's bound for one phase: for each stage, the least time before it can start (the
  * fastest micro-batch's forwards and transfers on the stages before it), its busy time, and the
@@ -221,10 +228,7 @@ function phaseLowerBound(stages: number, phase: VerifiablePhase, c: PhaseCosts):
       fill = Math.min(fill, f);
       drain = Math.min(drain, d);
     }
-    let work = 0;
-    for (const mb of ids) work += c.forward[s]![mb]! + c.backward[s]![mb]!;
-    work += phase.adapters.reduce((n, a) => n + c.step[s]![a]!, 0);
-    best = Math.max(best, (ids.length ? fill + drain : 0) + phase.rounds * work);
+    best = Math.max(best, (ids.length ? fill + drain : 0) + phase.rounds * roundWork(phase, c, s));
   }
   return best;
 }
