@@ -8,6 +8,7 @@
  * gradients (with the head's fp32 logits and their gradient on the last stage); counting it is
  * what lets the plan promise to fit, recompute or not.
  */
+import { formatBytes } from "../../dsl/index.js";
 import { parseAction, type Action } from "../plan/actions.js";
 import type { MicroBatch, Phase, ResolvedAdapter, StageAssignment } from "../ir.js";
 import type { LlamaArch } from "../job.js";
@@ -40,6 +41,19 @@ export function baseWeightBytes(arch: LlamaArch, stage: MemoryStage, dtypeBytes:
   if (stage.embedding || (stage.head && arch.tieEmbeddings)) n += arch.vocab * arch.hidden;
   if (stage.head) n += arch.hidden + (arch.tieEmbeddings ? 0 : arch.vocab * arch.hidden);
   return n * dtypeBytes;
+}
+
+/**
+ * Why a stage does not fit, for LF4002 (from the compiler and from a plan read back): its peak
+ * against the device's capacity, part by part, and what would make it fit.
+ */
+export function shortfall(stage: number, m: StageMemory, capacity: number, device: string, recompute: boolean): string {
+  const fixes = [recompute ? null : "`recompute true`", "more stages", "a smaller micro_batch"].filter(Boolean).join(", ");
+  return (
+    `stage ${stage} needs ${formatBytes(m.totalBytes)} but each ${device} has ${formatBytes(capacity)} (short ${formatBytes(m.totalBytes - capacity)}): ` +
+    `weights ${formatBytes(m.weightBytes)}, adapters ${formatBytes(m.adapterBytes)}, activations ${formatBytes(m.activationBytes)} ` +
+    `for ${m.inFlight} micro-batch${m.inFlight === 1 ? "" : "es"} in flight, workspace ${formatBytes(m.workspaceBytes)}; try ${fixes}`
+  );
 }
 
 /** LoRA parameters of an adapter in layer blocks [first, last): attention modules in even blocks. */

@@ -1,6 +1,6 @@
-import { formatBytes, type Span } from "../../dsl/index.js";
+import type { Span } from "../../dsl/index.js";
 import { DTYPE_BYTES } from "../cost/model.js";
-import { scheduleMemory, type StageMemory } from "../cost/memory.js";
+import { scheduleMemory, shortfall, type StageMemory } from "../cost/memory.js";
 import type { Ir, Pass, Schedule } from "../ir.js";
 
 const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
@@ -28,14 +28,7 @@ export const planMemory: Pass = {
     memory.forEach((m, s) => {
       if (m.totalBytes <= capacity) return;
       fits = false;
-      const fixes = [job.plan.recompute ? null : "`recompute true`", "more stages", "a smaller micro_batch"].filter(Boolean).join(", ");
-      ctx.report(
-        "doesNotFit",
-        `stage ${s} needs ${formatBytes(m.totalBytes)} but each ${job.cluster.device.name} has ${formatBytes(capacity)} (short ${formatBytes(m.totalBytes - capacity)}): ` +
-          `weights ${formatBytes(m.weightBytes)}, adapters ${formatBytes(m.adapterBytes)}, activations ${formatBytes(m.activationBytes)} ` +
-          `for ${m.inFlight} micro-batch${m.inFlight === 1 ? "" : "es"} in flight, workspace ${formatBytes(m.workspaceBytes)}; try ${fixes}`,
-        at,
-      );
+      ctx.report("doesNotFit", shortfall(s, m, capacity, job.cluster.device.name, job.plan.recompute), at);
     });
     return fits ? { ...ir, memory } : { ...ir, memory, schedule: undefined };
   },

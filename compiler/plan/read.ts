@@ -1,4 +1,5 @@
-import { diagnostic, formatBytes, type Diagnostic } from "../../dsl/index.js";
+import { diagnostic, type Diagnostic } from "../../dsl/index.js";
+import { shortfall } from "../cost/memory.js";
 import { planMemory } from "./memory.js";
 import { PLAN_FORMAT, PlanSchema, type Plan } from "./schema.js";
 import { verifySchedule } from "./verify-schedule.js";
@@ -82,9 +83,5 @@ export function planProblems(plan: Plan): string[] {
 /** Stages whose recomputed peak exceeds the device's memory. */
 export function memoryProblems(plan: Plan): string[] {
   const capacity = plan.cluster.device.memoryBytes;
-  return planMemory(plan).flatMap((m, s) =>
-    m.totalBytes > capacity
-      ? [`stage ${s} needs ${formatBytes(m.totalBytes)} but each ${plan.cluster.device.name} has ${formatBytes(capacity)} (short ${formatBytes(m.totalBytes - capacity)})`]
-      : [],
-  );
+  return planMemory(plan).flatMap((m, s) => (m.totalBytes > capacity ? [shortfall(s, m, capacity, plan.cluster.device.name, plan.recompute)] : []));
 }
