@@ -25,7 +25,6 @@ export function interleavedSchedule(adapters: readonly ResolvedAdapter[], stages
   const order = groups ?? adapters.map((a) => [a.index]);
   for (const { rounds, adapters: active } of phaseBoundaries(adapters)) {
     const live = order.map((g) => g.filter((i) => active.includes(i)).map((i) => adapters[i]!)).filter((g) => g.length > 0);
-    const depth = (g: ResolvedAdapter[]) => Math.max(...g.map((a) => a.microBatchesPerStep));
     const perStep = live.reduce((n, g) => n + depth(g), 0);
     const chainable = live.every((g) => perStep - depth(g) >= stages - 1);
     const steps = chainable ? Math.max(1, Math.min(rounds, Math.floor(MAX_STREAM / perStep))) : 1;
@@ -36,6 +35,9 @@ export function interleavedSchedule(adapters: readonly ResolvedAdapter[], stages
   return phases;
 }
 
+/** Micro-batches a group runs per step: its deepest member's (the others sit out the rest). */
+const depth = (group: readonly ResolvedAdapter[]) => Math.max(...group.map((a) => a.microBatchesPerStep));
+
 function round(groups: ResolvedAdapter[][], active: number[], stages: number, steps: number, rounds: number): Phase {
   const microBatches: MicroBatch[] = [];
   // The first micro-batch of each group's later steps: the updates of its previous step go
@@ -43,8 +45,7 @@ function round(groups: ResolvedAdapter[][], active: number[], stages: number, st
   const opens = new Map<number, ResolvedAdapter[]>();
   for (let j = 0; j < steps; j++) {
     for (const group of groups) {
-      const depth = Math.max(...group.map((a) => a.microBatchesPerStep));
-      for (let i = 0; i < depth; i++) {
+      for (let i = 0; i < depth(group); i++) {
         const id = microBatches.length;
         const parts = group.filter((a) => i < a.microBatchesPerStep).map((a) => ({ adapter: a.index, step: j, index: i, sequences: a.microBatch }));
         microBatches.push({ id, parts });
