@@ -3,6 +3,7 @@ import { PASS_NAMES, VERSION } from "../compiler/index.js";
 import { compileCommand, type CompileFlags } from "./commands/compile.js";
 import { evalCommand, type EvalFlags } from "./commands/eval.js";
 import { runCommand, type RunFlags } from "./commands/run.js";
+import { guardOutput, printError } from "./output.js";
 
 function wholeNumber(min: number) {
   return (value: string): number => {
@@ -20,6 +21,7 @@ function stagesArgument(value: string): number | "auto" {
 }
 
 export function main(argv: string[]): void {
+  guardOutput();
   const program = new Command("loraflow")
     .description("train many LoRA adapters at once on one frozen base model, from a compiled pipeline plan")
     .version(VERSION)
@@ -65,7 +67,7 @@ export function main(argv: string[]): void {
     });
 
   program.parseAsync(argv).catch((e: unknown) => {
-    process.stderr.write(`loraflow: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    printError(`loraflow: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exitCode = 2;
   });
 }

@@ -7,6 +7,7 @@ import { scheduleSvg as scheduleSvg_ } from "./emit/schedule-svg.js";
 import { reportHtml } from "./emit/report-html.js";
 import { scheduleTrace, type Trace } from "./emit/trace.js";
 import { buildPlan, buildSummary, comparisonRow } from "./plan/build.js";
+import type { PlanLink } from "./plan/paths.js";
 import type { Plan, Summary } from "./plan/schema.js";
 
 export interface CompileRequest extends CompileOptions {
@@ -30,6 +31,11 @@ export interface CompileResult {
   scheduleSvg?: string;
   /** The simulated schedule as Chrome/Perfetto trace events, with the plan. */
   trace?: Trace;
+  /**
+   * Symbolic links to make in the plan's folder, with the plan: what the job names outside the
+   * folder (data, model, init, out), so that the plan's own paths stay inside it.
+   */
+  links?: PlanLink[];
   /** A self-contained page explaining the plan, with the plan. */
   reportHtml?: string;
   /** The schedules weighed (with `auto` or `compare`), also when the chosen one does not fit. */
@@ -59,7 +65,7 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
     return { diagnostics, ...(comparison && { comparison }) };
   }
   const jobFile = request.fileName ? path.resolve(request.fileName) : null;
-  const plan = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
+  const { plan, links } = buildPlan({ ...ir, model: ir.model, adapters: ir.adapters, stages: ir.stages, schedule: ir.schedule, job: ir.job }, planDir, jobFile);
   const summary = buildSummary(plan, ir.simulation, ir.memory, Math.round((performance.now() - started) * 100) / 100, comparison);
   const scheduleSvg = ir.timeline && ir.simulation ? scheduleSvg_(plan, ir.timeline.events, ir.simulation) : undefined;
   const trace = ir.timeline ? scheduleTrace(plan, ir.timeline) : undefined;
@@ -67,6 +73,7 @@ export function compile(source: string, request: CompileRequest = {}): CompileRe
   return {
     plan,
     summary,
+    links,
     diagnostics,
     ...(comparison && { comparison }),
     ...(scheduleSvg !== undefined && { scheduleSvg }),

@@ -1,12 +1,38 @@
 import * as fs from "node:fs";
 
 /**
+ * Opens a file for reading, refusing anything but a regular file. O_NONBLOCK keeps the open
+ * itself from waiting on a FIFO's writer (or a device); the check is on the opened descriptor,
+ * so what is read is what was checked.
+ */
+export function openRegularFile(file: string): number {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw Object.assign(new Error(`${file} is not a regular file`), { code: "ENOTREG" });
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
+  return fd;
+}
+
+/** A regular file's bytes (see openRegularFile). */
+export function readRegularFile(file: string): Buffer {
+  const fd = openRegularFile(file);
+  try {
+    return fs.readFileSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
  * Everything the compiler reads from outside, so that tools embedding it (or tests) can serve
  * files from memory. The compiler never writes.
  */
 export interface CompileHost {
-  /** "file", "dir", or undefined when nothing is there. */
-  kind(path: string): "file" | "dir" | undefined;
+  /** "file", "dir", "other" (a FIFO, socket or device), or undefined when nothing is there. */
+  kind(path: string): "file" | "dir" | "other" | undefined;
   size(path: string): number;
   readText(path: string): string;
   /** Up to `length` bytes from `offset`; fewer at the end of the file. */
@@ -20,15 +46,15 @@ export const nodeHost: CompileHost = {
   kind(path) {
     try {
       const st = fs.statSync(path);
-      return st.isDirectory() ? "dir" : st.isFile() ? "file" : undefined;
+      return st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
     } catch {
       return undefined;
     }
   },
   size: (path) => fs.statSync(path).size,
-  readText: (path) => fs.readFileSync(path, "utf8"),
+  readText: (path) => readRegularFile(path).toString("utf8"),
   readRange(path, offset, length) {
-    const fd = fs.openSync(path, "r");
+    const fd = openRegularFile(path);
     try {
       const buffer = Buffer.alloc(length);
       const n = fs.readSync(fd, buffer, 0, length, offset);
@@ -39,7 +65,7 @@ export const nodeHost: CompileHost = {
   },
   listDir: (path) => fs.readdirSync(path),
   countLines(path) {
-    const fd = fs.openSync(path, "r");
+    const fd = openRegularFile(path);
     const chunk = Buffer.alloc(1 << 20);
     let lines = 0;
     let blank = true;

@@ -14,7 +14,8 @@ export interface DiagnosticKind {
  * Every diagnostic loraflow can report. LF1xxx: syntax (tokens, blocks, property shapes).
  * LF2xxx: meaning (a job that parses but is inconsistent). LF3xxx: files the job names
  * (model folders, weights, data, adapters). LF4xxx: planning (partition and schedule).
- * LF5xxx: plan files read back from disk.
+ * LF5xxx: plan files read back from disk. LF6xxx: what `run` and `eval` read and write (data,
+ * weights, adapters, output folders) and how training ended.
  */
 export const Diagnostics = {
   unexpectedCharacter: { code: "LF1001", severity: "error", title: "a character that starts no token" },
@@ -63,6 +64,19 @@ export const Diagnostics = {
   planUnreadable: { code: "LF5001", severity: "error", title: "a plan file that is not valid JSON" },
   planSchema: { code: "LF5002", severity: "error", title: "a plan file that does not match the plan schema" },
   planVersion: { code: "LF5003", severity: "error", title: "a plan file of another format version" },
+
+  dataInvalid: { code: "LF6001", severity: "error", title: "a data file that cannot be trained on: a bad line, no examples, no counted token" },
+  weightsInvalid: { code: "LF6002", severity: "error", title: "base weights unreadable, unlike the plan, or not finite" },
+  initAdapterInvalid: { code: "LF6003", severity: "error", title: "an `init` adapter whose tensors are missing, misshapen or not finite" },
+  outputRefused: { code: "LF6004", severity: "error", title: "an out folder loraflow may not write: files it did not write, an input inside it, not writable" },
+  outputFailed: { code: "LF6005", severity: "error", title: "an adapter that could not be written after training (the weights are saved elsewhere, named)" },
+  diverged: { code: "LF6006", severity: "error", title: "a loss or gradient that is not finite: training stops, nothing is written" },
+  tooLarge: { code: "LF6007", severity: "error", title: "a run that needs more memory than the machine has" },
+  engineRefused: { code: "LF6008", severity: "error", title: "the engine refused what it was given, or found its stages waiting on each other" },
+  noTokens: { code: "LF6009", severity: "error", title: "nothing to evaluate: no counted token" },
+  unsupportedData: { code: "LF6010", severity: "error", title: "a data format this command does not read yet" },
+  examplesTruncated: { code: "LF6101", severity: "warning", title: "examples longer than seq_len, cut to fit" },
+  leftoverRemoved: { code: "LF6102", severity: "warning", title: "a folder left by a run that did not finish, removed" },
 } as const satisfies Record<string, DiagnosticKind>;
 
 export type DiagnosticName = keyof typeof Diagnostics;

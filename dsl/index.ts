@@ -16,3 +16,4 @@ export * from "./properties.js";
 export { joinSpans, positionAt, spanOf, type Span } from "./span.js";
 export { closest, didYouMean, editDistance } from "./suggest.js";
 export { formatBytes, parseQuantity, type ParsedQuantity } from "./units.js";
+export { describeValue, escapeControl, excerpt, jsonSyntaxReason } from "./text.js";

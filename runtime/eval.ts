@@ -1,10 +1,10 @@
-import * as path from "node:path";
 import type { Plan } from "../compiler/index.js";
 import { buildSequences } from "./data/sequences.js";
 import { readTokens } from "./data/tokens.js";
 import { RunError } from "./errors.js";
 import { loadNative } from "./native.js";
-import { checkMemory } from "./run.js";
+import { checkMemory } from "./memory-need.js";
+import { resolveInPlan } from "./plan-paths.js";
 import { loadBaseWeights } from "./weights/base-weights.js";
 import { loadLora } from "./weights/lora.js";
 
@@ -28,13 +28,15 @@ const SEQUENCES_PER_CALL = 4;
 export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
   const native = loadNative();
   const adapter = plan.adapters[0];
-  if (!adapter) throw new RunError("plan has no adapter naming the data to evaluate");
-  if (adapter.data.format !== "tokens") throw new RunError(`format ${adapter.data.format} needs a tokenizer; \`loraflow eval\` reads \`tokens\` data today`);
-  const examples = readTokens(path.resolve(planDir, adapter.data.path), plan.model.config.vocab);
+  if (!adapter) throw new RunError("dataInvalid", "plan has no adapter naming the data to evaluate");
+  if (adapter.data.format !== "tokens") throw new RunError("unsupportedData", `format ${adapter.data.format} needs a tokenizer; \`loraflow eval\` reads \`tokens\` data today`);
+  const dataFile = resolveInPlan(planDir, adapter.data.path);
+  const examples = readTokens(dataFile, plan.model.config.vocab);
   const s = buildSequences(examples, adapter.seqLen, true);
+  if (!s.targets.some((t) => t >= 0)) throw new RunError("noTokens", `${dataFile}: no example has a counted label (every label is -100, or every example is one token long): there is nothing to evaluate`);
   checkMemory(plan);
   const weights = loadBaseWeights(plan, planDir);
-  const sites = adapter.init === null ? {} : loadLora(path.resolve(planDir, adapter.init), plan, adapter);
+  const sites = adapter.init === null ? {} : loadLora(resolveInPlan(planDir, adapter.init), plan, adapter);
 
   let tokens = 0;
   const L = s.seqLen;
@@ -65,5 +67,7 @@ export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
     precision: "float",
     backward: false,
   }).loss;
-  return { loss: tokens === 0 ? NaN : sum / tokens, tokens, truncated: s.truncated };
+  const loss = sum / tokens;
+  if (!Number.isFinite(loss)) throw new RunError("diverged", `the loss is ${loss}: the model's weights${adapter.init === null ? "" : " or the adapter's"} give non-finite logits`);
+  return { loss, tokens, truncated: s.truncated };
 }

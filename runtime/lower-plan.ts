@@ -11,7 +11,7 @@ export function actionCodes(actions: string[]): Int32Array {
   const codes = new Int32Array(actions.length * 4);
   actions.forEach((text, i) => {
     const a = parseAction(text);
-    if (!a) throw new RunError(`plan: \`${text}\` is not an action`);
+    if (!a) throw new RunError("engineRefused", `plan: \`${text}\` is not an action`);
     codes[4 * i] = OP_CODES[a.op];
     if (a.op === "STEP") codes[4 * i + 3] = a.adapter;
     else {
@@ -46,7 +46,7 @@ export function firstStepsOfRound(phase: PlanPhase, k: number): PlanPhase {
     const out: string[] = [];
     for (const text of list) {
       const a = parseAction(text);
-      if (!a) throw new RunError(`plan: \`${text}\` is not an action`);
+      if (!a) throw new RunError("engineRefused", `plan: \`${text}\` is not an action`);
       if (a.op === "STEP") {
         const n = stepped.get(a.adapter) ?? 0;
         stepped.set(a.adapter, n + 1);

@@ -18,6 +18,8 @@ export interface NativeEngine {
   modelGrad(spec: unknown): { loss: number; grads: Record<string, { A: Float64Array; B: Float64Array }>[] };
   /** Seconds per [M, K] x [K, N] float GEMM of this build on `threads` BLAS threads, averaged over `repeats`. */
   benchGemm(M: number, N: number, K: number, repeats: number, threads: number): number;
+  /** Swaps two paths in one step (renameat2 RENAME_EXCHANGE); throws with `code` (EINVAL, ENOSYS ...) where it cannot. */
+  exchangePaths(a: string, b: string): void;
   /** Trains a lowered plan on one thread per stage; resolves with the trained adapters. */
   train(spec: unknown, onStep: (event: StepEvent) => void, onCheckpoint: (event: CheckpointEvent) => void): Promise<TrainResult>;
 }

@@ -1,13 +1,16 @@
-import * as os from "node:os";
-import * as path from "node:path";
 import type { Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
 import { readTokens } from "./data/tokens.js";
 import { RunError } from "./errors.js";
 import { actionCodes, truncatePhases } from "./lower-plan.js";
+import { checkMemory } from "./memory-need.js";
 import { loadNative, type TrainResult } from "./native.js";
+import { AdapterOutput } from "./output/adapter-output.js";
+import { resolveInPlan } from "./plan-paths.js";
 import { loadBaseWeights } from "./weights/base-weights.js";
-import { initLora, loadLora, writePeftAdapter, type LoraSites } from "./weights/lora.js";
+import { encodeAdapter, initLora, loadLora, type LoraSites } from "./weights/lora.js";
+
+export { checkMemory };
 
 export interface StepReport {
   adapter: string;
@@ -19,12 +22,22 @@ export interface StepReport {
   tokens: number;
 }
 
+/** Something the run reports and goes on from: a code from the catalog and a message. */
+export interface RunNotice {
+  code: string;
+  message: string;
+}
+
 export interface RunOptions {
   /** Stop every adapter after this many optimizer steps. */
   maxSteps?: number;
   /** BLAS threads per stage worker (OpenBLAS builds only). */
   threads?: number;
   onStep?: (report: StepReport) => void;
+  /** A checkpoint was written (its folder, which moves into the out folder when the run ends). */
+  onCheckpoint?: (adapter: string, step: number, dir: string) => void;
+  /** Warnings: examples cut to seq_len, leftovers of a stopped run put right, a checkpoint that failed. */
+  onWarning?: (notice: RunNotice) => void;
   /** Write the trained adapters (default true). */
   save?: boolean;
 }
@@ -36,37 +49,37 @@ export interface RunResult {
   seconds: number;
 }
 
-/** The CPU engine holds the base weights in fp32: refuse early, and say so, when they cannot fit. */
-export function checkMemory(plan: Plan): void {
-  const need = plan.model.parameters * 4;
-  const free = os.freemem();
-  if (need > 0.8 * free) {
-    throw new RunError(
-      `model ${plan.model.name} has ${(plan.model.parameters / 1e9).toFixed(2)}B parameters: ${(need / 1e9).toFixed(1)} GB in fp32 on the CPU, ` +
-        `and this machine has ${(free / 1e9).toFixed(1)} GB free`,
-    );
-  }
-}
+const warn = (options: RunOptions, code: string, message: string) => options.onWarning?.({ code, message });
 
 /**
  * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format (and, every
- * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything
- * the run reads (weights, data, init adapters) is read and checked before training starts;
- * adapters are written only after it succeeded.
+ * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything the run reads (weights,
+ * data, init adapters) is read and checked, its memory counted and its out folders readied
+ * before training starts; adapters are written only after it succeeded, each in one step.
  */
 export async function runPlan(plan: Plan, planDir: string, options: RunOptions = {}): Promise<RunResult> {
   const native = loadNative();
   const { phases, steps } = truncatePhases(plan, options.maxSteps);
+  for (const a of plan.adapters) {
+    if (a.data.format !== "tokens") {
+      throw new RunError("unsupportedData", `adapter "${a.name}": format ${a.data.format} needs a tokenizer; \`loraflow run\` reads \`tokens\` data (JSONL of input_ids and labels) today`);
+    }
+  }
+  checkMemory(plan);
 
   // Data and adapters first: they are cheap to check, the base weights are not.
   const adapters = plan.adapters.map((a, i) => {
-    if (a.data.format !== "tokens") {
-      throw new RunError(`adapter "${a.name}": format ${a.data.format} needs a tokenizer; \`loraflow run\` reads \`tokens\` data (JSONL of input_ids and labels) today`);
-    }
-    const examples = readTokens(path.resolve(planDir, a.data.path), plan.model.config.vocab);
+    const dataFile = resolveInPlan(planDir, a.data.path);
+    const examples = readTokens(dataFile, plan.model.config.vocab);
     const sequences = buildSequences(examples, a.seqLen, a.pack);
+    if (sequences.truncated > 0) {
+      warn(options, "LF6101", `adapter "${a.name}": ${sequences.truncated} example${sequences.truncated === 1 ? " is" : "s are"} longer than seq_len ${a.seqLen} and ${sequences.truncated === 1 ? "was" : "were"} cut to fit (${dataFile})`);
+    }
+    if (!sequences.targets.some((t) => t >= 0)) {
+      throw new RunError("dataInvalid", `${dataFile}: no example has a counted label (every label is -100, or every example is one token long): adapter "${a.name}" would learn nothing`);
+    }
     const { order, stepTokens } = stepOrder(sequences, steps[i]!, a.batch, a.seed);
-    const sites = a.init === null ? initLora(plan, a) : loadLora(path.resolve(planDir, a.init), plan, a);
+    const sites = a.init === null ? initLora(plan, a) : loadLora(resolveInPlan(planDir, a.init), plan, a);
     return {
       name: a.name,
       rank: a.rank,
@@ -93,57 +106,93 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     };
   });
 
-  checkMemory(plan);
-  const weights = loadBaseWeights(plan, planDir);
-  const baseModel = plan.model.folder === null ? plan.model.name : path.resolve(planDir, plan.model.folder);
+  // Out folders before the weights: an out that cannot be written fails before the slow part.
+  const save = options.save !== false;
+  const outputs = save ? plan.adapters.map((a) => new AdapterOutput(a.name, resolveInPlan(planDir, a.out))) : [];
+  try {
+    for (const o of outputs) for (const note of o.prepare()) warn(options, "LF6102", note);
+  } catch (e) {
+    outputs.forEach((o) => o.abandon());
+    throw e;
+  }
 
-  const started = performance.now();
+  const baseModel = plan.model.folder === null ? plan.model.name : resolveInPlan(planDir, plan.model.folder);
+  let result: TrainResult;
   let tokens = 0;
-  // An exception in a callback cannot cross the engine's threads: keep the first, fail the run with it.
-  let callbackError: unknown;
-  const guarded = <T>(fn: (event: T) => void) => (event: T) => {
-    try {
-      fn(event);
-    } catch (e) {
-      callbackError ??= e;
-    }
-  };
   const lastLoss = new Array<number>(plan.adapters.length).fill(NaN);
-  const result = await native.train(
-    {
-      config: plan.model.config,
-      stages: plan.stages.map((s) => ({ blocks: s.blocks, embedding: s.embedding, head: s.head })),
-      weights: Object.fromEntries(weights),
-      adapters,
-      phases: phases.map((p) => ({
-        rounds: p.rounds,
-        adapters: p.adapters,
-        microBatches: p.microBatches.map((mb) => mb.parts),
-        actions: p.actions.map(actionCodes),
-      })),
-      blasThreads: options.threads ?? 1,
-    },
-    guarded((e) => {
-      tokens += e.tokens;
-      lastLoss[e.adapter] = e.loss;
-      options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
-    }),
-    guarded((c) => {
-      const a = plan.adapters[c.adapter]!;
-      if (options.save !== false) writePeftAdapter(path.join(path.resolve(planDir, a.out), `checkpoint-${c.step}`), a, c.sites, baseModel);
-    }),
-  );
-  // The engine settles its promise only after every progress and checkpoint call was delivered.
-  if (callbackError !== undefined) {
-    throw callbackError instanceof Error ? new RunError(`during training: ${callbackError.message}`) : callbackError;
+  const started = performance.now();
+  try {
+    const weights = loadBaseWeights(plan, planDir);
+    // An exception in a callback cannot cross the engine's threads: keep the first, fail the run with it.
+    let callbackError: unknown;
+    const guarded = <T>(fn: (event: T) => void) => (event: T) => {
+      try {
+        fn(event);
+      } catch (e) {
+        callbackError ??= e;
+      }
+    };
+    result = await native.train(
+      {
+        config: plan.model.config,
+        stages: plan.stages.map((s) => ({ blocks: s.blocks, embedding: s.embedding, head: s.head })),
+        weights: Object.fromEntries(weights),
+        adapters,
+        phases: phases.map((p) => ({
+          rounds: p.rounds,
+          adapters: p.adapters,
+          microBatches: p.microBatches.map((mb) => mb.parts),
+          actions: p.actions.map(actionCodes),
+        })),
+        blasThreads: options.threads ?? 1,
+      },
+      guarded((e) => {
+        tokens += e.tokens;
+        lastLoss[e.adapter] = e.loss;
+        options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
+      }),
+      (c) => {
+        if (!save) return;
+        const a = plan.adapters[c.adapter]!;
+        // A checkpoint that cannot be written is reported; training and the final save go on.
+        try {
+          const dir = outputs[c.adapter]!.writeCheckpoint(c.step, encodeAdapter(a, c.sites, baseModel));
+          guarded(() => options.onCheckpoint?.(a.name, c.step, dir))(undefined);
+        } catch (e) {
+          warn(options, "LF6005", `adapter "${a.name}": checkpoint ${c.step} was not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        }
+      },
+    );
+    // The engine settles its promise only after every progress and checkpoint call was delivered.
+    if (callbackError !== undefined) {
+      throw callbackError instanceof Error && !(callbackError instanceof RunError) ? new RunError("engineRefused", `during training: ${callbackError.message}`) : callbackError;
+    }
+  } catch (e) {
+    const kept = outputs.map((o) => o.abandon()).filter((d): d is string => d !== undefined);
+    const note = kept.length > 0 ? `; this run's checkpoints are in ${kept.join(", ")} (the next run into the same out removes them)` : "";
+    if (e instanceof RunError) throw new RunError(e.kind, e.message + note);
+    if (e instanceof Error && /^(training failed|train): /.test(e.message)) {
+      const diverged = /not finite|non-finite/.test(e.message);
+      throw new RunError(diverged ? "diverged" : "engineRefused", e.message.replace(/^training failed: |^train: /, "") + note);
+    }
+    throw e;
   }
   const seconds = (performance.now() - started) / 1000;
 
+  // Every adapter is written that can be; a failure is reported after the others are saved.
+  const failures: RunError[] = [];
   const out = plan.adapters.map((a, i) => {
-    const dir = path.resolve(planDir, a.out);
     const sites = result.adapters[i]!;
-    if (options.save !== false) writePeftAdapter(dir, a, sites, baseModel);
-    return { name: a.name, out: dir, steps: steps[i]!, loss: lastLoss[i]!, sites };
+    if (save) {
+      try {
+        outputs[i]!.finish(encodeAdapter(a, sites, baseModel));
+      } catch (e) {
+        if (!(e instanceof RunError)) throw e;
+        failures.push(e);
+      }
+    }
+    return { name: a.name, out: save ? outputs[i]!.target : resolveInPlan(planDir, a.out), steps: steps[i]!, loss: lastLoss[i]!, sites };
   });
+  if (failures.length > 0) throw new RunError(failures[0]!.kind, failures.map((f) => f.message).join("\n"));
   return { adapters: out, stages: result.stages, tokens, seconds };
 }

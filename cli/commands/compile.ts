@@ -1,8 +1,9 @@
 import * as path from "node:path";
-import { compile, comparisonRows, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
+import { compile, comparisonRows, Diagnostics, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
 import { describePlan, table } from "../print-summary.js";
 import { readTextOrReport } from "../read-text.js";
-import { writeFilesAtomically } from "../write-files.js";
+import { CompileFolderError, writeCompileFolder } from "../../runtime/output/compile-folder.js";
+import { print, printError } from "../output.js";
 
 export interface CompileFlags {
   out?: string;
@@ -21,7 +22,7 @@ export function defaultPlanDir(jobPath: string): string {
  * Compiles a job file and writes DIR/plan.json and DIR/summary.json, both or neither.
  * Prints diagnostics to stderr. Returns the plan and where it went, or undefined on failure.
  */
-export function compileToDir(jobPath: string, flags: CompileFlags, print: boolean): { plan: Plan; summary: Summary; dir: string } | undefined {
+export function compileToDir(jobPath: string, flags: CompileFlags, verbose: boolean): { plan: Plan; summary: Summary; dir: string } | undefined {
   const source = readTextOrReport(jobPath);
   if (source === undefined) return undefined;
   const dir = flags.out ?? defaultPlanDir(jobPath);
@@ -36,35 +37,36 @@ export function compileToDir(jobPath: string, flags: CompileFlags, print: boolea
       afterPass: (pass, ir) => {
         if (pass !== flags.dumpIr) return;
         const { source: _source, simulated: _simulated, ...rest } = ir;
-        process.stdout.write(JSON.stringify(rest, null, 2) + "\n");
+        print(JSON.stringify(rest, null, 2) + "\n");
       },
     }),
   });
-  if (result.diagnostics.length > 0) process.stderr.write(formatDiagnostics(result.diagnostics, source) + "\n");
+  if (result.diagnostics.length > 0) printError(formatDiagnostics(result.diagnostics, source) + "\n");
   // The table also explains a failure to fit: which schedules would have.
-  const compared = print && flags.compare ? comparisonRows(result.comparison) : undefined;
-  if (compared) process.stdout.write(`schedules weighed (* chosen):\n${table(compared)}\n`);
+  const compared = verbose && flags.compare ? comparisonRows(result.comparison) : undefined;
+  if (compared) print(`schedules weighed (* chosen):\n${table(compared)}\n`);
   if (hasErrors(result.diagnostics) || !result.plan || !result.summary) {
     const errors = result.diagnostics.filter((d) => d.severity === "error").length;
-    process.stderr.write(`${errors} error${errors === 1 ? "" : "s"}; nothing written\n`);
+    printError(`${errors} error${errors === 1 ? "" : "s"}; nothing written\n`);
     return undefined;
   }
   try {
-    writeFilesAtomically(dir, {
+    writeCompileFolder(dir, {
       "plan.json": JSON.stringify(result.plan, null, 2) + "\n",
       "summary.json": JSON.stringify(result.summary, null, 2) + "\n",
       ...(result.scheduleSvg !== undefined && { "schedule.svg": result.scheduleSvg }),
       ...(result.trace !== undefined && { "trace.json": JSON.stringify(result.trace) + "\n" }),
       ...(result.reportHtml !== undefined && { "report.html": result.reportHtml }),
       "plan.ts": planModule(result.plan, path.basename(jobPath)),
-    });
+    }, result.links ?? []);
   } catch (e) {
-    process.stderr.write(`loraflow: cannot write ${dir}: ${(e as Error).message}\n`);
+    const why = e instanceof CompileFolderError ? e.message : `cannot write ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+    printError(`loraflow: error ${Diagnostics.outputRefused.code}: ${why}; nothing written\n`);
     return undefined;
   }
-  if (print && flags.json) process.stdout.write(JSON.stringify(result.summary, null, 2) + "\n");
-  else if (print && flags.dumpIr === undefined) {
-    process.stdout.write(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, plan.ts, summary.json, schedule.svg, trace.json and report.html\n`);
+  if (verbose && flags.json) print(JSON.stringify(result.summary, null, 2) + "\n");
+  else if (verbose && flags.dumpIr === undefined) {
+    print(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, plan.ts, summary.json, schedule.svg, trace.json and report.html\n`);
   }
   return { plan: result.plan, summary: result.summary, dir };
 }

@@ -1,6 +1,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { compile, formatDiagnostics } from "../../compiler/index.js";
+import { compile, Diagnostics, formatDiagnostics } from "../../compiler/index.js";
+import { print, printError } from "../output.js";
+import { jsonSyntaxReason } from "../../dsl/index.js";
 import { RunError } from "../../runtime/errors.js";
 import { evaluatePlan } from "../../runtime/eval.js";
 
@@ -19,15 +21,15 @@ function adapterSettings(dir: string): string {
   try {
     config = JSON.parse(fs.readFileSync(file, "utf8"));
   } catch (e) {
-    throw new RunError(`${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be read (${(e as Error).message})`}`);
+    throw new RunError("initAdapterInvalid", `${file}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `cannot be read (${e instanceof SyntaxError ? jsonSyntaxReason(e) : ((e as NodeJS.ErrnoException).code ?? (e as Error).message)})`}`);
   }
   const targets = config["target_modules"];
   if (!Array.isArray(targets) || !targets.every((t) => typeof t === "string")) {
-    throw new RunError(`${file}: target_modules must be a list of module names (q_proj, ...)`);
+    throw new RunError("initAdapterInvalid", `${file}: target_modules must be a list of module names (q_proj, ...)`);
   }
   const r = config["r"];
   const alpha = config["lora_alpha"] ?? r;
-  if (!Number.isInteger(r) || typeof alpha !== "number") throw new RunError(`${file}: r and lora_alpha must be numbers`);
+  if (!Number.isInteger(r) || typeof alpha !== "number") throw new RunError("initAdapterInvalid", `${file}: r and lora_alpha must be numbers`);
   return `rank ${r} alpha ${alpha} rslora ${config["use_rslora"] === true} targets ${targets.join(" ")} init ${JSON.stringify(path.resolve(dir))}`;
 }
 
@@ -50,18 +52,22 @@ export function evalCommand(flags: EvalFlags): number {
     }
     if (!result.plan) {
       const problems = result.diagnostics.filter((d) => d.severity === "error").map((d) => d.message.replace(/^adapter "eval": /, ""));
-      process.stderr.write(`loraflow eval: ${problems.join("\nloraflow eval: ")}\n`);
+      printError(`loraflow eval: ${problems.join("\nloraflow eval: ")}\n`);
       return 1;
     }
-    for (const w of result.diagnostics.filter((d) => d.severity === "warning")) process.stderr.write(formatDiagnostics([w]) + "\n");
+    for (const w of result.diagnostics.filter((d) => d.severity === "warning")) printError(formatDiagnostics([w]) + "\n");
     const r = evaluatePlan(result.plan, process.cwd());
-    if (r.truncated > 0) process.stderr.write(`loraflow eval: ${r.truncated} examples were longer than ${result.plan.adapters[0]!.seqLen} tokens and were cut (--seq-len)\n`);
+    if (r.truncated > 0) printError(`loraflow eval: warning LF6101: ${r.truncated} examples were longer than ${result.plan.adapters[0]!.seqLen} tokens and were cut (--seq-len)\n`);
     const out = { loss: Number(r.loss.toFixed(6)), tokens: r.tokens };
-    process.stdout.write(flags.json ? JSON.stringify(out) + "\n" : `loss ${out.loss} over ${out.tokens} tokens\n`);
+    print(flags.json ? JSON.stringify(out) + "\n" : `loss ${out.loss} over ${out.tokens} tokens\n`);
     return 0;
   } catch (e) {
-    if (e instanceof RunError || (e instanceof Error && /^modelGrad:/.test(e.message))) {
-      process.stderr.write(`loraflow eval: ${e.message}\n`);
+    if (e instanceof RunError) {
+      printError(`loraflow eval: error ${e.code}: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof Error && /^modelGrad:/.test(e.message)) {
+      printError(`loraflow eval: error ${Diagnostics.engineRefused.code}: ${e.message}\n`);
       return 1;
     }
     throw e;

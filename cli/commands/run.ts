@@ -4,6 +4,7 @@ import { formatDiagnostics, readPlan, type Plan } from "../../compiler/index.js"
 import { formatBytes } from "../../dsl/index.js";
 import { RunError } from "../../runtime/errors.js";
 import { runPlan } from "../../runtime/run.js";
+import { print, printError } from "../output.js";
 import { readTextOrReport } from "../read-text.js";
 import { compileToDir } from "./compile.js";
 
@@ -20,16 +21,18 @@ function loadPlanDir(dir: string): Plan | undefined {
   if (text === undefined) return undefined;
   const reading = readPlan(text, file);
   if (!reading.plan) {
-    process.stderr.write(formatDiagnostics(reading.diagnostics) + "\n");
+    printError(formatDiagnostics(reading.diagnostics) + "\n");
     return undefined;
   }
   return reading.plan;
 }
 
+const shown = (p: string) => path.relative(process.cwd(), p) || ".";
+
 /** `loraflow run JOB.lf|PLAN_DIR`: compiles first when given a job, then trains and saves. */
 export async function runCommand(target: string, flags: RunFlags): Promise<number> {
   if (flags.backend !== "cpu") {
-    process.stderr.write(`loraflow: backend \`${flags.backend}\` is not available in this build; use --backend cpu\n`);
+    printError(`loraflow: backend \`${flags.backend}\` is not available in this build; use --backend cpu\n`);
     return 1;
   }
   let plan: Plan | undefined;
@@ -44,30 +47,32 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
   }
   if (!plan) return 1;
   const width = Math.max(...plan.adapters.map((a) => a.name.length));
-  process.stdout.write(`training ${plan.adapters.length} adapter${plan.adapters.length === 1 ? "" : "s"} on ${plan.stages.length} CPU stage worker${plan.stages.length === 1 ? "" : "s"} (${plan.schedule.name})\n`);
+  print(`training ${plan.adapters.length} adapter${plan.adapters.length === 1 ? "" : "s"} on ${plan.stages.length} CPU stage worker${plan.stages.length === 1 ? "" : "s"} (${plan.schedule.name})\n`);
   try {
     const result = await runPlan(plan, dir, {
       ...(flags.maxSteps !== undefined && { maxSteps: flags.maxSteps }),
       ...(flags.threads !== undefined && { threads: flags.threads }),
       onStep: (s) => {
-        process.stdout.write(
+        print(
           `  ${s.adapter.padEnd(width)}  step ${String(s.step).padStart(String(s.steps).length)}/${s.steps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  grad norm ${s.gradNorm.toFixed(3)}\n`,
         );
       },
+      onCheckpoint: (adapter, step, at) => print(`  ${adapter.padEnd(width)}  checkpoint ${step} in ${shown(at)} (it joins the out folder when the run ends)\n`),
+      onWarning: (w) => printError(`loraflow: warning ${w.code}: ${w.message}\n`),
     });
-    process.stdout.write(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s (${Math.round(result.tokens / result.seconds)} tokens/s)\n`);
+    print(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s (${Math.round(result.tokens / result.seconds)} tokens/s)\n`);
     result.stages.forEach((s, i) => {
       const total = s.busySeconds + s.waitSeconds;
-      process.stdout.write(
+      print(
         `  stage ${i}: busy ${s.busySeconds.toFixed(2)} s, waiting ${s.waitSeconds.toFixed(2)} s (${total > 0 ? ((100 * s.waitSeconds) / total).toFixed(0) : 0}%), ` +
           `weights ${formatBytes(s.weightBytes)}, adapters ${formatBytes(s.adapterBytes)}\n`,
       );
     });
-    for (const a of result.adapters) process.stdout.write(`wrote ${path.relative(process.cwd(), a.out) || "."} (${a.steps} steps, last loss ${a.loss.toFixed(4)})\n`);
+    for (const a of result.adapters) print(`wrote ${shown(a.out)} (${a.steps} steps, last loss ${a.loss.toFixed(4)})\n`);
     return 0;
   } catch (e) {
-    if (e instanceof RunError || (e instanceof Error && /^(training failed|train|modelGrad):/.test(e.message))) {
-      process.stderr.write(`loraflow: ${e.message}\n`);
+    if (e instanceof RunError) {
+      printError(`loraflow: error ${e.code}: ${e.message}\n`);
       return 1;
     }
     throw e;

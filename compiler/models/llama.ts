@@ -63,6 +63,48 @@ export function weightShapes(arch: LlamaArch): Map<string, number[]> {
   return shapes;
 }
 
+/** The PEFT key of a LoRA tensor: `base_model.model.model.layers.{i}.{parent}.{module}.lora_{A|B}.weight`. */
+export function peftKey(layer: number, module: TargetModuleName, which: "A" | "B"): string {
+  return `base_model.model.model.layers.${layer}.${MODULE_PARENT[module]}.${module}.lora_${which}.weight`;
+}
+
+/** Every LoRA tensor of an adapter by PEFT key: A [r, in], B [out, r], for each layer and target. */
+export function loraShapes(arch: LlamaArch, targets: readonly TargetModuleName[], rank: number): Map<string, { layer: number; module: TargetModuleName; which: "A" | "B"; shape: [number, number] }> {
+  const modules = new Map(targetModules(arch).map((m) => [m.name, m]));
+  const out = new Map<string, { layer: number; module: TargetModuleName; which: "A" | "B"; shape: [number, number] }>();
+  for (let layer = 0; layer < arch.layers; layer++) {
+    for (const module of targets) {
+      const m = modules.get(module)!;
+      out.set(peftKey(layer, module, "A"), { layer, module, which: "A", shape: [rank, m.in] });
+      out.set(peftKey(layer, module, "B"), { layer, module, which: "B", shape: [m.out, rank] });
+    }
+  }
+  return out;
+}
+
+/**
+ * What is wrong with the LoRA tensors of a PEFT file (by key, with shapes) for an adapter of
+ * these targets and rank: a tensor missing or misshapen (a transposed lora_A says so), or LoRA
+ * tensors of modules it does not train. PEFT also saves keys with `.default` before `.weight`.
+ */
+export function loraTensorProblems(expected: ReturnType<typeof loraShapes>, stored: Map<string, { shape: number[] }>): string[] {
+  const problems: string[] = [];
+  const canonical = (key: string) => key.replace(/\.default\.weight$/, ".weight");
+  const byKey = new Map([...stored].map(([k, v]) => [canonical(k), v]));
+  for (const [key, want] of expected) {
+    const got = byKey.get(key);
+    if (!got) problems.push(`\`${key}\` is missing`);
+    else if (got.shape.length !== 2 || got.shape[0] !== want.shape[0] || got.shape[1] !== want.shape[1]) {
+      const transposed = got.shape.length === 2 && got.shape[0] === want.shape[1] && got.shape[1] === want.shape[0];
+      problems.push(`\`${key}\` is [${got.shape.join(", ")}], expected [${want.shape.join(", ")}]${transposed ? " (transposed)" : ""}`);
+    }
+  }
+  for (const key of byKey.keys()) {
+    if (/\.lora_[AB]\.weight$/.test(key) && !expected.has(key)) problems.push(`\`${key}\` is a LoRA tensor of a module or layer this adapter does not train`);
+  }
+  return problems;
+}
+
 export function parameterCount(arch: LlamaArch): number {
   let n = 0;
   for (const shape of weightShapes(arch).values()) n += shape.reduce((a, b) => a * b, 1);

@@ -1,3 +1,4 @@
+import { jsonSyntaxReason } from "../../dsl/index.js";
 import type { CompileHost } from "../host.js";
 
 /** Bytes per element of each safetensors dtype. */
@@ -12,7 +13,9 @@ export interface TensorHeader {
   offsets: [number, number];
 }
 
-export type HeaderReading = { ok: true; tensors: Map<string, TensorHeader> } | { ok: false; error: string };
+export type HeaderReading =
+  | { ok: true; tensors: Map<string, TensorHeader>; metadata: Record<string, string>; dataOffset: number }
+  | { ok: false; error: string };
 
 /** Headers past this are not weights files a person made; refusing them bounds what we read. */
 const MAX_HEADER_BYTES = 100 * 2 ** 20;
@@ -20,7 +23,8 @@ const MAX_HEADER_BYTES = 100 * 2 ** 20;
 /**
  * Reads and checks a safetensors header without touching the tensor data: u64 little-endian
  * header length, a JSON object of tensors, each with a dtype, a shape and data offsets that
- * agree with the shape and stay inside the file.
+ * agree with the shape and stay inside the file, laid end to end without overlap or gap (as the
+ * format requires, and as Hugging Face's reader checks).
  */
 export function readSafetensorsHeader(host: CompileHost, file: string): HeaderReading {
   let size: number;
@@ -29,7 +33,7 @@ export function readSafetensorsHeader(host: CompileHost, file: string): HeaderRe
     size = host.size(file);
     head = host.readRange(file, 0, 8);
   } catch (e) {
-    return { ok: false, error: `cannot be read (${(e as Error).message})` };
+    return { ok: false, error: `cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
   }
   if (head.length < 8) return { ok: false, error: `is ${size} bytes, too short for a safetensors header` };
   const length = Number(new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true));
@@ -40,13 +44,20 @@ export function readSafetensorsHeader(host: CompileHost, file: string): HeaderRe
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(host.readRange(file, 8, length)));
   } catch (e) {
-    return { ok: false, error: `has a header that is not valid JSON (${(e as Error).message})` };
+    return { ok: false, error: `has a header that is not valid JSON (${jsonSyntaxReason(e)})` };
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) return { ok: false, error: "has a header that is not a JSON object" };
   const dataSize = size - 8 - length;
   const tensors = new Map<string, TensorHeader>();
+  const metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(json as Record<string, unknown>)) {
-    if (name === "__metadata__") continue;
+    if (name === "__metadata__") {
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry) || !Object.values(entry).every((v) => typeof v === "string")) {
+        return { ok: false, error: "has a __metadata__ that is not an object of strings" };
+      }
+      Object.assign(metadata, entry);
+      continue;
+    }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
     const bad = (why: string): HeaderReading => ({ ok: false, error: `has tensor \`${name}\` with ${why}` });
     if (typeof e !== "object" || e === null) return bad("an entry that is not an object");
@@ -62,5 +73,15 @@ export function readSafetensorsHeader(host: CompileHost, file: string): HeaderRe
     if (end > dataSize) return bad(`data past the end of the file (offset ${end} > ${dataSize})`);
     tensors.set(name, { dtype: e.dtype, shape: e.shape as number[], offsets: [begin, end] });
   }
-  return { ok: true, tensors };
+  // Sorted by offset, each tensor must start where the one before ended: two tensors sharing
+  // bytes would alias each other, and a gap is data no tensor owns.
+  const sorted = [...tensors].sort((a, b) => a[1].offsets[0] - b[1].offsets[0] || a[1].offsets[1] - b[1].offsets[1]);
+  let at = 0;
+  for (const [name, t] of sorted) {
+    if (t.offsets[0] < at) return { ok: false, error: `has tensor \`${name}\` overlapping the tensor before it (bytes ${t.offsets[0]} < ${at})` };
+    if (t.offsets[0] > at) return { ok: false, error: `has ${t.offsets[0] - at} bytes before tensor \`${name}\` that no tensor holds` };
+    at = t.offsets[1];
+  }
+  if (at !== dataSize) return { ok: false, error: `has ${dataSize - at} bytes after its last tensor that no tensor holds` };
+  return { ok: true, tensors, metadata, dataOffset: 8 + length };
 }

@@ -1,4 +1,5 @@
 import * as path from "node:path";
+import { jsonSyntaxReason } from "../../dsl/index.js";
 import type { CompileHost } from "../host.js";
 import { readSafetensorsHeader, type TensorHeader } from "./safetensors-header.js";
 
@@ -34,7 +35,7 @@ export function readWeights(host: CompileHost, folder: string): WeightsReading {
     try {
       parsed = JSON.parse(host.readText(path.join(folder, INDEX)));
     } catch (e) {
-      reading.unreadable.push(`${INDEX} is not valid JSON (${(e as Error).message})`);
+      reading.unreadable.push(`${INDEX} is not valid JSON (${jsonSyntaxReason(e)})`);
       return reading;
     }
     const map = (parsed as { weight_map?: unknown } | null)?.weight_map;
@@ -60,8 +61,9 @@ export function readWeights(host: CompileHost, folder: string): WeightsReading {
       reading.unreadable.push(`${INDEX} names ${JSON.stringify(file)}, outside the model folder`);
       continue;
     }
-    if (host.kind(full) !== "file") {
-      reading.unreadable.push(`${index ?? "the folder"} names ${file}, which does not exist`);
+    const kind = host.kind(full);
+    if (kind !== "file") {
+      reading.unreadable.push(`${index ?? "the folder"} names ${file}, which ${kind === undefined ? "does not exist" : "is not a regular file"}`);
       continue;
     }
     const header = readSafetensorsHeader(host, full);

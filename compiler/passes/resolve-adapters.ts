@@ -1,14 +1,17 @@
 import * as path from "node:path";
-import { didYouMean } from "../../dsl/index.js";
+import { didYouMean, jsonSyntaxReason } from "../../dsl/index.js";
 import type { Ir, Pass, PassContext, ResolvedAdapter, ResolvedModel } from "../ir.js";
 import type { AdapterSpec } from "../job.js";
-import { TARGET_GROUPS, TARGET_MODULES, targetModules, type TargetModule } from "../models/llama.js";
+import type { LlamaArch } from "../job.js";
+import { loraShapes, loraTensorProblems, TARGET_GROUPS, TARGET_MODULES, targetModules, type TargetModule } from "../models/llama.js";
+import { readSafetensorsHeader } from "../models/safetensors-header.js";
 
 function countExamples(adapter: AdapterSpec & { data: string }, ctx: PassContext): number | undefined {
   const at = adapter.spans["data"] ?? adapter.span;
   const kind = ctx.host.kind(adapter.data);
   if (kind !== "file") {
-    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${ctx.display(adapter.data)} ${kind === "dir" ? "is a folder" : "does not exist"}`, at);
+    const what = kind === "dir" ? "is a folder" : kind === "other" ? "is not a regular file" : "does not exist";
+    ctx.report("dataMissing", `adapter "${adapter.name}": data file ${ctx.display(adapter.data)} ${what}`, at);
     return undefined;
   }
   const lines = ctx.host.countLines(adapter.data);
@@ -20,7 +23,7 @@ function countExamples(adapter: AdapterSpec & { data: string }, ctx: PassContext
 }
 
 /** An `init` adapter must be a PEFT LoRA folder whose rank matches and whose modules we train. */
-function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ctx: PassContext): void {
+function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, arch: LlamaArch | undefined, ctx: PassContext): void {
   if (adapter.init === undefined) return;
   const at = adapter.spans["init"] ?? adapter.span;
   const where = `adapter "${adapter.name}": init`;
@@ -35,7 +38,7 @@ function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ct
     if (typeof config !== "object" || config === null) throw new Error("not a JSON object");
   } catch (e) {
     const missing = ctx.host.kind(configPath) !== "file";
-    ctx.report("initInvalid", `${where}: ${ctx.display(configPath)} ${missing ? "does not exist" : `is not valid JSON (${(e as Error).message})`}`, at);
+    ctx.report("initInvalid", `${where}: ${ctx.display(configPath)} ${missing ? "does not exist" : `is not valid JSON (${jsonSyntaxReason(e)})`}`, at);
     return;
   }
   if (config["peft_type"] !== undefined && config["peft_type"] !== "LORA") {
@@ -52,9 +55,21 @@ function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, ct
       ctx.report("initInvalid", `${where}: the adapter also targets ${dropped.join(", ")}, which this one does not train`, at);
     }
   }
-  if (ctx.host.kind(path.join(adapter.init, "adapter_model.safetensors")) !== "file") {
-    ctx.report("initInvalid", `${where}: ${ctx.display(path.join(adapter.init, "adapter_model.safetensors"))} does not exist`, at);
+  const weightsPath = path.join(adapter.init, "adapter_model.safetensors");
+  if (ctx.host.kind(weightsPath) !== "file") {
+    ctx.report("initInvalid", `${where}: ${ctx.display(weightsPath)} does not exist`, at);
+    return;
   }
+  // The tensors themselves, from the header: every site present, shaped [r, in] and [out, r].
+  const header = readSafetensorsHeader(ctx.host, weightsPath);
+  if (!header.ok) {
+    ctx.report("initInvalid", `${where}: ${ctx.display(weightsPath)} ${header.error}`, at);
+    return;
+  }
+  if (!modules || !arch || config["r"] !== adapter.rank) return;
+  const problems = loraTensorProblems(loraShapes(arch, modules.map((m) => m.name), adapter.rank), header.tensors);
+  for (const problem of problems.slice(0, 4)) ctx.report("initInvalid", `${where}: ${ctx.display(weightsPath)}: ${problem}`, at);
+  if (problems.length > 4) ctx.report("initInvalid", `${where}: ${ctx.display(weightsPath)}: and ${problems.length - 4} more tensor problems`, at);
 }
 
 function expandTargets(adapter: AdapterSpec, model: ResolvedModel, ctx: PassContext): TargetModule[] | undefined {
@@ -88,7 +103,7 @@ export const resolveAdapters: Pass = {
     for (const adapter of ir.job!.adapters) {
       const examples = adapter.data === undefined ? undefined : countExamples({ ...adapter, data: adapter.data }, ctx);
       const modules = ir.model ? expandTargets(adapter, ir.model, ctx) : undefined;
-      checkInit(adapter, modules, ctx);
+      checkInit(adapter, modules, ir.model?.arch, ctx);
       if (!ir.model || !modules || examples === undefined || adapter.data === undefined) {
         complete = false;
         continue;

@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import type { Span } from "../../dsl/index.js";
+import { jsonSyntaxReason, type Span } from "../../dsl/index.js";
 import type { Ir, Pass, PassContext, ResolvedModel } from "../ir.js";
 import type { LlamaArch, ModelSpec } from "../job.js";
 import { archProblems, JOB_KEYS, LLAMA_DEFAULTS, readLlamaConfig, weightShapes } from "../models/llama.js";
@@ -16,15 +16,16 @@ function readConfig(model: ModelSpec, ctx: PassContext, at: Span): { arch: Parti
     return undefined;
   }
   const configPath = path.join(folder, "config.json");
-  if (ctx.host.kind(configPath) !== "file") {
-    ctx.report("configUnreadable", `${ctx.display(configPath)} does not exist`, at);
+  const configKind = ctx.host.kind(configPath);
+  if (configKind !== "file") {
+    ctx.report("configUnreadable", `${ctx.display(configPath)} ${configKind === undefined ? "does not exist" : "is not a regular file"}`, at);
     return undefined;
   }
   let json: unknown;
   try {
     json = JSON.parse(ctx.host.readText(configPath));
   } catch (e) {
-    ctx.report("configUnreadable", `${ctx.display(configPath)} is not valid JSON (${(e as Error).message})`, at);
+    ctx.report("configUnreadable", `${ctx.display(configPath)} is not valid JSON (${jsonSyntaxReason(e)})`, at);
     return undefined;
   }
   const reading = readLlamaConfig(json);

@@ -5,26 +5,37 @@ import { parameterCount } from "../models/llama.js";
 import { VERSION } from "../version.js";
 import type { StageMemory } from "../cost/memory.js";
 import type { Simulation } from "../simulate/simulate.js";
+import { planPathProblem, type PlanLink } from "./paths.js";
 import { PLAN_FORMAT, SUMMARY_FORMAT, type Plan, type Summary } from "./schema.js";
-
-/** `target` relative to `from`, with forward slashes, so a plan moves between machines. */
-export function relativePath(from: string, target: string): string {
-  const rel = path.relative(from, target);
-  return rel === "" ? "." : rel.split(path.sep).join("/");
-}
 
 export function stageLayers(stage: Pick<StageAssignment, "blocks">): [number, number] {
   return [Math.floor(stage.blocks[0] / 2), Math.ceil(stage.blocks[1] / 2)];
 }
 
-/** The IR of a successful compile -> the plan. Every path becomes relative to `planDir`. */
-export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" | "schedule" | "job">> & Ir, planDir: string, jobFile: string | null): Plan {
-  const rel = (p: string) => relativePath(planDir, p);
+/**
+ * `target` as the plan records it, relative to `planDir`: its own relative path when inside
+ * the folder, else `link` (a path inside the folder), with the link to make added to `links`.
+ */
+function planPath(planDir: string, target: string, link: string, links: PlanLink[]): string {
+  const rel = path.relative(planDir, target).split(path.sep).join("/");
+  if (rel === "") return ".";
+  if (planPathProblem(rel) === undefined) return rel;
+  links.push({ path: link, target });
+  return link;
+}
+
+/**
+ * The IR of a successful compile -> the plan, and the links to make in its folder. Every path
+ * becomes relative to `planDir` and stays inside it: what lies outside is recorded as a link in
+ * `inputs/` (data, model, init) or `outputs/` (out folders), which the writer of the plan makes.
+ */
+export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" | "schedule" | "job">> & Ir, planDir: string, jobFile: string | null): { plan: Plan; links: PlanLink[] } {
+  const links: PlanLink[] = [];
   const { model, adapters, stages, schedule, job } = ir;
-  return {
+  const plan: Plan = {
     format: PLAN_FORMAT,
     compiler: { name: "loraflow", version: VERSION },
-    source: { job: jobFile === null ? null : rel(jobFile), sha256: createHash("sha256").update(ir.source).digest("hex") },
+    source: { job: jobFile === null ? null : path.basename(jobFile), sha256: createHash("sha256").update(ir.source).digest("hex") },
     model: {
       name: model.name,
       arch: "llama",
@@ -32,7 +43,7 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       dtype: model.dtype,
       parameters: parameterCount(model.arch),
       seed: model.seed,
-      folder: model.folder === null ? null : rel(model.folder),
+      folder: model.folder === null ? null : planPath(planDir, model.folder, "inputs/model", links),
       weights: model.weights,
     },
     adapters: adapters.map((a) => ({
@@ -43,7 +54,7 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       dropout: a.dropout,
       rslora: a.rslora,
       targets: a.modules.map((m) => m.name),
-      data: { path: rel(a.data), format: a.format, examples: a.examples },
+      data: { path: planPath(planDir, a.data, `inputs/${a.name}/${path.basename(a.data)}`, links), format: a.format, examples: a.examples },
       seqLen: a.seqLen,
       pack: a.pack,
       batch: a.batch,
@@ -51,8 +62,8 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       microBatchesPerStep: a.microBatchesPerStep,
       steps: a.steps,
       optimizer: a.optimizer,
-      init: a.init === undefined ? null : rel(a.init),
-      out: rel(a.out),
+      init: a.init === undefined ? null : planPath(planDir, a.init, `inputs/${a.name}/init`, links),
+      out: planPath(planDir, a.out, `outputs/${a.name}`, links),
       seed: a.seed,
       saveEvery: a.saveEvery,
     })),
@@ -75,6 +86,7 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
     })),
     schedule,
   };
+  return { plan, links };
 }
 
 function imbalance(busy: number[]): number {

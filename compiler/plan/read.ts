@@ -1,4 +1,4 @@
-import { diagnostic, type Diagnostic } from "../../dsl/index.js";
+import { diagnostic, jsonSyntaxReason, type Diagnostic } from "../../dsl/index.js";
 import { shortfall } from "../cost/memory.js";
 import { planMemory } from "./memory.js";
 import { PLAN_FORMAT, PlanSchema, type Plan } from "./schema.js";
@@ -20,7 +20,7 @@ export function readPlan(text: string, file = "plan.json"): PlanReading {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    return fail("planUnreadable", [`not valid JSON (${(e as Error).message})`]);
+    return fail("planUnreadable", [`not valid JSON (${jsonSyntaxReason(e)})`]);
   }
   const format = (json as { format?: unknown } | null)?.format;
   if (format !== PLAN_FORMAT) {

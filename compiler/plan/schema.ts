@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { planPathProblem } from "./paths.js";
 
 export const PLAN_FORMAT = "loraflow.plan/1";
 export const SUMMARY_FORMAT = "loraflow.summary/1";
@@ -6,8 +7,11 @@ export const SUMMARY_FORMAT = "loraflow.summary/1";
 const count = z.number().int().nonnegative();
 const positive = z.number().int().positive();
 const finite = z.number().refine(Number.isFinite, "must be a finite number");
-/** Paths in a plan are relative to the plan's folder, with forward slashes. */
-const relPath = z.string().min(1);
+/** Paths in a plan are relative to the plan's folder, with forward slashes, and stay inside it. */
+const relPath = z.string().superRefine((p, ctx) => {
+  const problem = planPathProblem(p);
+  if (problem) ctx.addIssue({ code: "custom", message: `${JSON.stringify(p.slice(0, 64))} ${problem}` });
+});
 
 export const LlamaConfigSchema = z.object({
   layers: positive,
@@ -85,7 +89,7 @@ export const PhaseSchema = z.object({
 export const PlanSchema = z.object({
   format: z.literal(PLAN_FORMAT),
   compiler: z.object({ name: z.literal("loraflow"), version: z.string() }),
-  source: z.object({ job: relPath.nullable(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
+  source: z.object({ job: relPath.nullable().describe("the job file's name (informational; never read)"), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
   model: z.object({
     name: z.string(),
     arch: z.literal("llama"),
@@ -95,7 +99,7 @@ export const PlanSchema = z.object({
     seed: count,
     folder: relPath.nullable(),
     weights: z
-      .object({ format: z.literal("safetensors"), index: z.string().nullable(), files: z.array(z.string()).min(1), dtypes: z.array(z.string()) })
+      .object({ format: z.literal("safetensors"), index: relPath.nullable(), files: z.array(relPath).min(1), dtypes: z.array(z.string()) })
       .nullable(),
   }),
   adapters: z.array(AdapterSchema).min(1),

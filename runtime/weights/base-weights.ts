@@ -2,6 +2,7 @@ import * as path from "node:path";
 import { weightShapes, type Plan } from "../../compiler/index.js";
 import { RunError } from "../errors.js";
 import { randomFor } from "../random.js";
+import { resolveInPlan } from "../plan-paths.js";
 import { readSafetensors } from "./safetensors.js";
 
 /**
@@ -35,18 +36,18 @@ export function loadBaseWeights(plan: Plan, planDir: string): Map<string, Float3
     }
     return out;
   }
-  const folder = path.resolve(planDir, plan.model.folder);
-  if (!plan.model.weights) throw new RunError(`model ${plan.model.name}: ${folder} has no weights (the compiler warned LF3007); \`run\` needs them`);
+  const folder = resolveInPlan(planDir, plan.model.folder);
+  if (!plan.model.weights) throw new RunError("weightsInvalid", `model ${plan.model.name}: ${folder} has no weights (the compiler warned LF3007); \`run\` needs them`);
   for (const file of plan.model.weights.files) {
     for (const [name, tensor] of readSafetensors(path.join(folder, file), (n) => shapes.has(n))) {
       const expected = shapes.get(name)!;
       if (tensor.shape.length !== expected.length || tensor.shape.some((d, i) => d !== expected[i])) {
-        throw new RunError(`${path.join(folder, file)}: \`${name}\` is [${tensor.shape.join(", ")}], the plan's config implies [${expected.join(", ")}]`);
+        throw new RunError("weightsInvalid", `${path.join(folder, file)}: \`${name}\` is [${tensor.shape.join(", ")}], the plan's config implies [${expected.join(", ")}]`);
       }
       out.set(name, tensor.data);
     }
   }
   const missing = [...shapes.keys()].filter((n) => !out.has(n));
-  if (missing.length > 0) throw new RunError(`${folder}: the weights lack ${missing.slice(0, 5).map((n) => `\`${n}\``).join(", ")}${missing.length > 5 ? ` and ${missing.length - 5} more` : ""}`);
+  if (missing.length > 0) throw new RunError("weightsInvalid", `${folder}: the weights lack ${missing.slice(0, 5).map((n) => `\`${n}\``).join(", ")}${missing.length > 5 ? ` and ${missing.length - 5} more` : ""}`);
   return out;
 }

@@ -1,18 +1,17 @@
-import * as fs from "node:fs";
 import * as path from "node:path";
-import { MODULE_PARENT, TARGET_MODULES, targetModules, type Plan, type PlanAdapter, type TargetModuleName } from "../../compiler/index.js";
+import { loraShapes, loraTensorProblems, peftKey, TARGET_MODULES, targetModules, type Plan, type PlanAdapter, type TargetModuleName } from "../../compiler/index.js";
 import { RunError } from "../errors.js";
+import { AdapterOutput, type AdapterFiles } from "../output/adapter-output.js";
+import { ADAPTER_MARK } from "../output/owned.js";
 import { randomFor } from "../random.js";
-import { encodeSafetensors, readSafetensors, type Tensor } from "./safetensors.js";
+import { encodeSafetensors, readSafetensorsFile, type Tensor } from "./safetensors.js";
 
 /** LoRA weights by site "LAYER.MODULE": A [r, in], B [out, r]. */
 export type LoraSites = Record<string, { A: Float32Array; B: Float32Array }>;
 
 type ModuleName = TargetModuleName;
 
-export function peftKey(layer: number, module: ModuleName, which: "A" | "B"): string {
-  return `base_model.model.model.layers.${layer}.${MODULE_PARENT[module]}.${module}.lora_${which}.weight`;
-}
+export { peftKey };
 
 /**
  * PEFT's initialisation: A Kaiming-uniform with a = sqrt(5) (uniform in +-1/sqrt(in)), B zero,
@@ -33,35 +32,50 @@ export function initLora(plan: Plan, adapter: PlanAdapter): LoraSites {
   return sites;
 }
 
-/** Starts from a PEFT adapter folder: its sites replace the fresh ones; shapes must match. */
+/** The first non-finite value of a tensor, as [index, value], or undefined when all are finite. */
+export function firstNonFinite(data: Float32Array): [number, number] | undefined {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i]!)) return [i, data[i]!];
+  return undefined;
+}
+
+/**
+ * Starts from a PEFT adapter folder. It must hold every site of this adapter, each [r, in] and
+ * [out, r] exactly, finite, and no LoRA tensors of modules it does not train: anything else is a
+ * different adapter, and training on from it would silently start from fresh weights.
+ */
 export function loadLora(dir: string, plan: Plan, adapter: PlanAdapter): LoraSites {
-  const sites = initLora(plan, adapter);
   const file = path.join(dir, "adapter_model.safetensors");
-  const tensors = readSafetensors(file);
-  const find = (layer: number, m: ModuleName, which: "A" | "B") =>
-    tensors.get(peftKey(layer, m, which)) ?? tensors.get(peftKey(layer, m, which).replace(".weight", ".default.weight"));
-  for (const [key, site] of Object.entries(sites)) {
-    const [l, m] = key.split(".") as [string, ModuleName];
-    const A = find(Number(l), m, "A");
-    const B = find(Number(l), m, "B");
-    if (!A || !B) continue;
-    if (A.data.length !== site.A.length || B.data.length !== site.B.length) {
-      throw new RunError(`${file}: layer ${l} ${m} is [${A.shape.join(", ")}] x [${B.shape.join(", ")}], adapter "${adapter.name}" needs rank ${adapter.rank}`);
-    }
-    sites[key] = { A: A.data, B: B.data };
+  const { tensors } = readSafetensorsFile(file, "initAdapterInvalid");
+  const expected = loraShapes(plan.model.config, adapter.targets, adapter.rank);
+  const problems = loraTensorProblems(expected, tensors);
+  if (problems.length > 0) {
+    throw new RunError("initAdapterInvalid", `${file} is not an adapter of rank ${adapter.rank} on ${adapter.targets.join(", ")}: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? `; and ${problems.length - 3} more` : ""}`);
+  }
+  const find = (key: string) => tensors.get(key) ?? tensors.get(key.replace(/\.weight$/, ".default.weight"))!;
+  const sites: LoraSites = {};
+  for (const [key, e] of expected) {
+    const t = find(key);
+    const bad = firstNonFinite(t.data);
+    if (bad) throw new RunError("initAdapterInvalid", `${file}: \`${key}\` holds ${bad[1]} at index ${bad[0]}`);
+    const site = (sites[`${e.layer}.${e.module}`] ??= { A: new Float32Array(0), B: new Float32Array(0) });
+    site[e.which] = t.data;
   }
   return sites;
 }
 
 /**
- * Writes a PEFT adapter folder (adapter_config.json, adapter_model.safetensors in fp32) all at
- * once: into a fresh sibling folder first, then renamed over `dir`, so an interrupted save never
- * leaves a half-written adapter where a good one was. Checkpoint folders inside `dir` are kept.
+ * A PEFT adapter folder's files for these weights: adapter_config.json and
+ * adapter_model.safetensors in fp32, marked as loraflow's. Refuses weights that are not finite:
+ * nothing NaN is ever written.
  */
-export function writePeftAdapter(dir: string, adapter: PlanAdapter, sites: LoraSites, baseModel: string): void {
+export function encodeAdapter(adapter: PlanAdapter, sites: LoraSites, baseModel: string): AdapterFiles {
   const tensors = new Map<string, Tensor>();
   for (const [key, site] of Object.entries(sites)) {
     const [l, m] = key.split(".") as [string, ModuleName];
+    for (const which of ["A", "B"] as const) {
+      const bad = firstNonFinite(site[which]);
+      if (bad) throw new RunError("diverged", `adapter "${adapter.name}": layer ${l} ${m} lora_${which} holds ${bad[1]}; nothing was written`);
+    }
     tensors.set(peftKey(Number(l), m, "A"), { shape: [adapter.rank, site.A.length / adapter.rank], data: site.A });
     tensors.set(peftKey(Number(l), m, "B"), { shape: [site.B.length / adapter.rank, adapter.rank], data: site.B });
   }
@@ -82,25 +96,15 @@ export function writePeftAdapter(dir: string, adapter: PlanAdapter, sites: LoraS
     layers_to_transform: null,
     revision: null,
   };
-  const parent = path.dirname(path.resolve(dir));
-  fs.mkdirSync(parent, { recursive: true });
-  const staging = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.`));
-  fs.chmodSync(staging, 0o755);
-  try {
-    fs.writeFileSync(path.join(staging, "adapter_config.json"), JSON.stringify(config, null, 2) + "\n");
-    fs.writeFileSync(path.join(staging, "adapter_model.safetensors"), encodeSafetensors(tensors, { format: "pt" }));
-    const old = fs.existsSync(dir) ? `${staging}.old` : null;
-    if (old) {
-      // Checkpoints written during the run live inside the adapter folder: carry them over.
-      for (const entry of fs.readdirSync(dir)) {
-        if (entry.startsWith("checkpoint-")) fs.renameSync(path.join(dir, entry), path.join(staging, entry));
-      }
-      fs.renameSync(dir, old);
-    }
-    fs.renameSync(staging, dir);
-    if (old) fs.rmSync(old, { recursive: true, force: true });
-  } catch (e) {
-    fs.rmSync(staging, { recursive: true, force: true });
-    throw e;
-  }
+  return {
+    config: JSON.stringify(config, null, 2) + "\n",
+    weights: encodeSafetensors(tensors, { format: "pt", [ADAPTER_MARK.key]: ADAPTER_MARK.value }),
+  };
+}
+
+/** Writes an adapter folder in one step (prepare, then finish): for tools and tests that save one adapter. */
+export function writePeftAdapter(dir: string, adapter: PlanAdapter, sites: LoraSites, baseModel: string): void {
+  const output = new AdapterOutput(adapter.name, dir);
+  output.prepare();
+  output.finish(encodeAdapter(adapter, sites, baseModel));
 }

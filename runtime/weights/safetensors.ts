@@ -1,5 +1,7 @@
 import * as fs from "node:fs";
-import { RunError } from "../errors.js";
+import { nodeHost, openRegularFile, readSafetensorsHeader } from "../../compiler/index.js";
+import type { DiagnosticName } from "../../dsl/index.js";
+import { fileError, RunError } from "../errors.js";
 
 export interface Tensor {
   shape: number[];
@@ -29,47 +31,45 @@ function toFloat32(bytes: Uint8Array, dtype: string, count: number): Float32Arra
   return out;
 }
 
+export interface SafetensorsFile {
+  tensors: Map<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
 /**
  * Reads tensors from a safetensors file, converted to float32. `wanted` limits which (all when
- * absent). The header is checked (length, JSON, offsets inside the file) before any data is read.
+ * absent). The header is checked as the compiler checks it (JSON, dtypes, shapes, offsets laid
+ * end to end inside the file) before any data is read; errors carry `kind`'s code.
  */
-export function readSafetensors(file: string, wanted?: (name: string) => boolean): Map<string, Tensor> {
+export function readSafetensorsFile(file: string, kind: DiagnosticName, wanted?: (name: string) => boolean): SafetensorsFile {
+  const header = readSafetensorsHeader(nodeHost, file);
+  if (!header.ok) throw new RunError(kind, `${file} ${header.error}`);
   let fd: number;
   try {
-    fd = fs.openSync(file, "r");
+    fd = openRegularFile(file);
   } catch (e) {
-    throw new RunError(`${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw fileError(kind, file, "cannot be read", e);
   }
   try {
-    const size = fs.fstatSync(fd).size;
-    const head = Buffer.alloc(8);
-    if (fs.readSync(fd, head, 0, 8, 0) < 8) throw new RunError(`${file}: too short for a safetensors header`);
-    const length = Number(head.readBigUInt64LE(0));
-    if (length > size - 8 || length > 100 * 2 ** 20) throw new RunError(`${file}: declares a ${length}-byte header in a ${size}-byte file`);
-    const headerBytes = Buffer.alloc(length);
-    fs.readSync(fd, headerBytes, 0, length, 8);
-    let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-    try {
-      header = JSON.parse(headerBytes.toString("utf8"));
-    } catch (e) {
-      throw new RunError(`${file}: header is not valid JSON (${(e as Error).message})`);
-    }
     const tensors = new Map<string, Tensor>();
-    for (const [name, info] of Object.entries(header)) {
-      if (name === "__metadata__" || (wanted && !wanted(name))) continue;
-      const bytes = BYTES[info.dtype];
-      if (bytes === undefined) throw new RunError(`${file}: \`${name}\` is ${info.dtype}; loraflow loads F32, F16 and BF16`);
-      const count = info.shape.reduce((a, b) => a * b, 1);
-      const [begin, end] = info.data_offsets;
-      if (end - begin !== count * bytes || 8 + length + end > size) throw new RunError(`${file}: \`${name}\` has data offsets that do not fit its shape or the file`);
+    for (const [name, info] of header.tensors) {
+      if (wanted && !wanted(name)) continue;
+      if (BYTES[info.dtype] === undefined) throw new RunError(kind, `${file}: \`${name}\` is ${info.dtype}; loraflow loads F32, F16 and BF16`);
+      const [begin, end] = info.offsets;
       const data = Buffer.alloc(end - begin);
-      fs.readSync(fd, data, 0, end - begin, 8 + length + begin);
-      tensors.set(name, { shape: info.shape, data: toFloat32(data, info.dtype, count) });
+      // The file may have changed since its header was read: a short read is a broken file, not zeros.
+      if (fs.readSync(fd, data, 0, end - begin, header.dataOffset + begin) !== end - begin) throw new RunError(kind, `${file}: ended inside tensor \`${name}\``);
+      tensors.set(name, { shape: info.shape, data: toFloat32(data, info.dtype, info.shape.reduce((a, b) => a * b, 1)) });
     }
-    return tensors;
+    return { tensors, metadata: header.metadata };
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The tensors of a safetensors file (see readSafetensorsFile). */
+export function readSafetensors(file: string, wanted?: (name: string) => boolean, kind: DiagnosticName = "weightsInvalid"): Map<string, Tensor> {
+  return readSafetensorsFile(file, kind, wanted).tensors;
 }
 
 /** A safetensors file of float32 tensors, as bytes (header padded to 8 bytes, as the format asks). */

@@ -101,6 +101,6 @@ describe("loraflow run on a model too large for this machine", () => {
     fs.writeFileSync(path.join(work, "big.lf"), 'model big { arch llama layers 80 hidden 8192 heads 64 kv_heads 8 ffn 28672 vocab 32000 }\nadapter a { data "examples/data/count.jsonl" format tokens steps 1 }\ncluster c { gpu cpu memory 1TB }\n');
     const r = loraflow("run", "big.lf");
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/model big has 68\.98B parameters: 275\.9 GB in fp32 on the CPU, and this machine has [\d.]+ GB free/);
+    expect(r.stderr).toMatch(/error LF6007: model big has 68\.98B parameters: 275\.9 GB in fp32 on the CPU; the run needs about [\d.]+ GB in all, and this machine has [\d.]+ GB free/);
   });
 });

@@ -21,14 +21,15 @@ describe("Hugging Face model folders", () => {
     const result = compile(job(folder), { baseDir: fixture, planDir: path.join(fixture, "out") });
     expect(result.diagnostics).toEqual([]);
     const plan = result.plan!;
-    expect(plan.model.folder).toBe(`../${folder}`);
+    expect(plan.model.folder).toBe("inputs/model");
+    expect(result.links).toContainEqual({ path: "inputs/model", target: path.join(fixture, folder) });
     expect(plan.model.weights).toEqual({ format: "safetensors", index, files, dtypes: ["F32"] });
     expect(plan.model.config).toMatchObject({ layers: 2, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 32, vocab: 64, normEps: 1e-5, maxSeq: 128 });
     expect(plan.model.dtype).toBe("fp32");
     // 20 examples, 2 epochs, batch 4.
     expect(plan.adapters[0]!.steps).toBe(10);
     expect(plan.adapters[0]!.targets).toHaveLength(7);
-    expect(plan.adapters[0]!.data.path).toBe("../data/b.jsonl");
+    expect(plan.adapters[0]!.data.path).toBe("inputs/a/b.jsonl");
   });
 
   it("inline values that agree with config.json are accepted, and dtype overrides", () => {

@@ -97,14 +97,16 @@ describe("diagnostics", () => {
   it("every code in the catalog has a golden case", () => {
     // LF4001 is the verifier refusing the compiler's own output: user input cannot reach it,
     // so its case lives in the schedule tests, which corrupt a plan on purpose.
-    const expected = Object.values(Diagnostics).map((d) => d.code).filter((c) => c !== "LF4001");
+    // LF6xxx are what `run` and `eval` meet in files and in training: test/runtime/hardening.test.ts
+    // has a case for each.
+    const expected = Object.values(Diagnostics).map((d) => d.code).filter((c) => c !== "LF4001" && !c.startsWith("LF6"));
     expect(expected.filter((c) => !covered.has(c))).toEqual([]);
   });
 
   it("codes are unique and numbered by phase", () => {
     const codes = Object.values(Diagnostics).map((d) => d.code);
     expect(new Set(codes).size).toBe(codes.length);
-    for (const code of codes) expect(code).toMatch(/^LF[1-5]\d{3}$/);
+    for (const code of codes) expect(code).toMatch(/^LF[1-6]\d{3}$/);
   });
 
   it("the issue's example message reads as specified", () => {

@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { compile, formatDiagnostics, type CompileRequest, type Plan } from "../../compiler/index.js";
+import { makePlanLinks } from "../../runtime/output/compile-folder.js";
 import { rng } from "./random.js";
 
 /** Writes `count` lines of `tokens` data: short runs over a small vocabulary, some labels masked. */
@@ -17,9 +18,10 @@ export function writeTokenData(file: string, count: number, vocab: number, seed:
   fs.writeFileSync(file, lines.join("\n") + "\n");
 }
 
-/** Compiles a job that must compile. */
+/** Compiles a job that must compile, and makes its links in the plan's folder (as `compile` would). */
 export function compileOrThrow(source: string, request: CompileRequest): Plan {
   const result = compile(source, request);
   if (!result.plan) throw new Error(formatDiagnostics(result.diagnostics, source));
+  if (request.planDir !== undefined) makePlanLinks(path.resolve(request.planDir), result.links ?? []);
   return result.plan;
 }

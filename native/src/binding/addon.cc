@@ -14,6 +14,7 @@ namespace loraflow {
 Napi::Value RunOp(const Napi::CallbackInfo& info);
 Napi::Value ModelGrad(const Napi::CallbackInfo& info);
 Napi::Value Train(const Napi::CallbackInfo& info);
+Napi::Value ExchangePaths(const Napi::CallbackInfo& info);
 }
 
 namespace {
@@ -48,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("op", Napi::Function::New(env, loraflow::RunOp, "op"));
   exports.Set("modelGrad", Napi::Function::New(env, loraflow::ModelGrad, "modelGrad"));
   exports.Set("train", Napi::Function::New(env, loraflow::Train, "train"));
+  exports.Set("exchangePaths", Napi::Function::New(env, loraflow::ExchangePaths, "exchangePaths"));
   return exports;
 }
 

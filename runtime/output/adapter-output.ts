@@ -1,0 +1,178 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { fileError, RunError } from "../errors.js";
+import { recoverLeftovers, swapIn, syncFolder, writeFileDurably, type Exchange, nativeExchange } from "./atomic.js";
+import { adapterFolderOwnership, ADAPTER_FILES, folderOwnership, tempName } from "./owned.js";
+
+/** An adapter folder's two files, encoded (weights checked finite) and ready to write. */
+export interface AdapterFiles {
+  config: string;
+  weights: Uint8Array;
+}
+
+function isDanglingLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+function writeAdapterFiles(dir: string, files: AdapterFiles): void {
+  writeFileDurably(path.join(dir, ADAPTER_FILES[0]), files.config);
+  writeFileDurably(path.join(dir, ADAPTER_FILES[1]), files.weights);
+  syncFolder(dir);
+}
+
+/**
+ * Where one adapter of a run goes, and the only way the run writes there. Before training,
+ * `prepare` refuses an out folder loraflow did not write (naming it and what it holds), puts
+ * right what a stopped run left beside it, and makes the run's staging folder beside it, so an
+ * unwritable place fails before any work. Checkpoints are written into the staging folder, each
+ * appearing complete under its name in one rename; `finish` adds the adapter's files and swaps
+ * the staging folder in for the out folder in one step. Until then the out folder keeps the
+ * previous run's adapter and checkpoints, whole; after, it holds this run's, whole.
+ */
+export class AdapterOutput {
+  readonly target: string;
+  private staging: string | undefined;
+  /** The first of the out folder's parents that prepare created, if any: abandon removes it again. */
+  private created: string | undefined;
+
+  constructor(
+    readonly adapter: string,
+    out: string,
+    private readonly exchange: Exchange | undefined = nativeExchange(),
+  ) {
+    this.target = path.resolve(out);
+  }
+
+  /** The folder checkpoints are in while the run trains. */
+  get stagingFolder(): string | undefined {
+    return this.staging;
+  }
+
+  /** Checks and readies the out folder; returns what it found and put right, for the user. */
+  prepare(): string[] {
+    const refuse = (why: string) =>
+      new RunError("outputRefused", `adapter "${this.adapter}": out folder ${this.display()} ${why}`);
+    let target = this.target;
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.lstatSync(target);
+    } catch {
+      st = undefined;
+    }
+    // A link (the compile makes outputs/NAME for an out folder outside the plan's): write where
+    // it points, which need not exist yet.
+    if (st?.isSymbolicLink()) {
+      const dest = path.resolve(path.dirname(target), fs.readlinkSync(target));
+      target = fs.existsSync(dest) ? fs.realpathSync(dest) : dest;
+      (this as { target: string }).target = target;
+      st = fs.existsSync(target) ? fs.lstatSync(target) : undefined;
+      if (st?.isSymbolicLink() || (!st && isDanglingLink(target))) throw refuse("is a symbolic link to a symbolic link");
+    }
+    if (st && !st.isDirectory()) throw refuse("is a file, not a folder");
+    const notes = recoverLeftovers(target);
+    if (st || fs.existsSync(target)) {
+      const ownership = adapterFolderOwnership(target);
+      if (!ownership.owned) throw refuse(`${ownership.why}; loraflow replaces only adapter folders it wrote: choose another out, or move what is there`);
+    }
+    try {
+      this.created = fs.mkdirSync(path.dirname(target), { recursive: true });
+      const staging = tempName(target);
+      fs.mkdirSync(staging, { mode: 0o755 });
+      this.staging = staging;
+    } catch (e) {
+      throw fileError("outputRefused", path.dirname(target), `adapter "${this.adapter}": cannot write beside out folder ${this.display()}`, e);
+    }
+    return notes;
+  }
+
+  /** Writes checkpoint-STEP into the staging folder, complete or not at all; returns its path. */
+  writeCheckpoint(step: number, files: AdapterFiles): string {
+    const staging = this.requireStaging();
+    const dir = path.join(staging, `checkpoint-${step}`);
+    const temp = tempName(dir);
+    fs.mkdirSync(temp, { mode: 0o755 });
+    try {
+      writeAdapterFiles(temp, files);
+      fs.renameSync(temp, dir);
+    } catch (e) {
+      fs.rmSync(temp, { recursive: true, force: true });
+      throw e;
+    }
+    syncFolder(staging);
+    return dir;
+  }
+
+  /**
+   * Writes the adapter and puts it (with this run's checkpoints) at the out folder in one step.
+   * When that fails, the weights are written to a fallback folder the error names.
+   */
+  finish(files: AdapterFiles): void {
+    const staging = this.requireStaging();
+    let old: string | undefined;
+    try {
+      writeAdapterFiles(staging, files);
+      old = swapIn(staging, this.target, this.exchange);
+      this.staging = undefined;
+    } catch (e) {
+      const rescued = this.rescue(files);
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new RunError(
+        "outputFailed",
+        `adapter "${this.adapter}": cannot write ${this.display()} (${why}); ` +
+          (rescued ? `the trained weights are in ${rescued}` : "the trained weights could not be written anywhere"),
+      );
+    }
+    // The previous version, now under the staging name: removed only if it is still all ours.
+    if (old) {
+      const ownership = folderOwnership(old);
+      if (ownership.owned) fs.rmSync(old, { recursive: true, force: true });
+    }
+  }
+
+  /** After a failed run: the staging folder is kept if it holds checkpoints (returned), else removed. */
+  abandon(): string | undefined {
+    const staging = this.staging;
+    this.staging = undefined;
+    if (!staging || !fs.existsSync(staging)) return undefined;
+    if (fs.readdirSync(staging).some((n) => n.startsWith("checkpoint-"))) return staging;
+    fs.rmSync(staging, { recursive: true, force: true });
+    // Parents made for this run go too, if nothing else went into them meanwhile.
+    for (let dir = path.dirname(this.target); this.created && dir.startsWith(this.created); dir = path.dirname(dir)) {
+      try {
+        fs.rmdirSync(dir);
+      } catch {
+        break;
+      }
+    }
+    return undefined;
+  }
+
+  /** The staging folder when it took the files, else a fresh folder in the temp directory. */
+  private rescue(files: AdapterFiles): string | undefined {
+    for (const make of [() => this.staging, () => fs.mkdtempSync(path.join(os.tmpdir(), `loraflow-rescued-${this.adapter}-`))]) {
+      try {
+        const dir = make();
+        if (!dir || !fs.existsSync(dir)) continue;
+        writeAdapterFiles(dir, files);
+        return dir;
+      } catch {
+        // try the next place
+      }
+    }
+    return undefined;
+  }
+
+  private requireStaging(): string {
+    if (!this.staging) throw new Error(`adapter "${this.adapter}": its output was not prepared`);
+    return this.staging;
+  }
+
+  private display(): string {
+    return path.relative(process.cwd(), this.target) || ".";
+  }
+}
