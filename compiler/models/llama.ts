@@ -111,6 +111,21 @@ export function parameterCount(arch: LlamaArch): number {
   return n;
 }
 
+/**
+ * Upper bounds on architecture sizes, the same in the job language, config.json and plan files:
+ * they keep planning and allocation bounded whatever a file says; real models are far below.
+ */
+export const ARCH_LIMITS: Readonly<Record<"layers" | "hidden" | "heads" | "kvHeads" | "headDim" | "ffn" | "vocab" | "maxSeq", number>> = {
+  layers: 1024,
+  hidden: 1 << 20,
+  heads: 4096,
+  kvHeads: 4096,
+  headDim: 1 << 16,
+  ffn: 1 << 22,
+  vocab: 1 << 24,
+  maxSeq: 1 << 24,
+};
+
 /** Hugging Face LlamaConfig's defaults for the fields a config.json may leave out. */
 export const LLAMA_DEFAULTS = { ropeTheta: 10000, normEps: 1e-6, tieEmbeddings: false, maxSeq: 2048 } as const;
 
@@ -185,6 +200,11 @@ export function readLlamaConfig(config: unknown): ConfigReading {
     const integer = key !== "ropeTheta" && key !== "normEps";
     if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || (integer && !Number.isSafeInteger(value))) {
       reading.problems.push(`\`${field}\` is ${JSON.stringify(value)}, not a positive ${integer ? "whole number" : "number"}`);
+      continue;
+    }
+    const limit = (ARCH_LIMITS as Record<string, number>)[key];
+    if (limit !== undefined && value > limit) {
+      reading.problems.push(`\`${field}\` is ${value}, above the ${limit} loraflow takes`);
       continue;
     }
     (reading.arch as Record<string, number>)[key] = value;

@@ -1,3 +1,4 @@
+import { ARCH_LIMITS } from "../models/llama.js";
 import * as path from "node:path";
 import type { BlockAst, Span } from "../../dsl/index.js";
 import { findProfile, DEFAULT_NET_BYTES_PER_SECOND } from "../devices.js";
@@ -26,7 +27,8 @@ function checkModel(block: BlockAst, ctx: PassContext): ModelSpec {
   const v = new BodyValues(block.body, ctx);
   const where = blockLabel(block);
   // Upper bounds keep planning time bounded whatever is typed; real models are far below them.
-  const LIMITS: Record<string, number> = { layers: 1024, hidden: 1 << 20, heads: 4096, kv_heads: 4096, head_dim: 1 << 16, ffn: 1 << 22, vocab: 1 << 24, max_seq: 1 << 24 };
+  const L = ARCH_LIMITS;
+  const LIMITS: Record<string, number> = { layers: L.layers, hidden: L.hidden, heads: L.heads, kv_heads: L.kvHeads, head_dim: L.headDim, ffn: L.ffn, vocab: L.vocab, max_seq: L.maxSeq };
   const positive = (key: string) => {
     const n = v.ranged(key, 0, where, { min: 1, max: LIMITS[key]! });
     return n > 0 ? n : undefined;

@@ -1,5 +1,6 @@
 import { diagnostic, jsonSyntaxReason, type Diagnostic } from "../../dsl/index.js";
 import { shortfall } from "../cost/memory.js";
+import { targetModules } from "../models/llama.js";
 import { planMemory } from "./memory.js";
 import { PLAN_FORMAT, PlanSchema, type Plan } from "./schema.js";
 import { verifySchedule } from "./verify-schedule.js";
@@ -55,13 +56,35 @@ export function planProblems(plan: Plan): string[] {
     next = s.blocks[1];
   });
   if (next !== blocks) problems.push(`the stages cover blocks [0, ${next}) of ${blocks}`);
+  problems.push(...adapterProblems(plan));
+  // What the engine reads of each micro-batch: every sequence of every step exactly once.
+  const trained = new Array<number>(plan.adapters.length).fill(0);
   plan.schedule.phases.forEach((phase, p) => {
+    const taken = new Map<string, number[]>(); // "adapter step" -> micro-batch indices
     for (const mb of phase.microBatches) {
       for (const part of mb.parts) {
         const adapter = plan.adapters[part.adapter];
-        if (adapter && part.index >= adapter.microBatchesPerStep) problems.push(`schedule.phases.${p}: mb${mb.id} takes micro-batch ${part.index} of adapter ${part.adapter}, which has ${adapter.microBatchesPerStep}`);
+        if (!adapter) continue;
+        if (part.index >= adapter.microBatchesPerStep) problems.push(`schedule.phases.${p}: mb${mb.id} takes micro-batch ${part.index} of adapter ${part.adapter}, which has ${adapter.microBatchesPerStep}`);
+        if (part.sequences !== adapter.microBatch) problems.push(`schedule.phases.${p}: mb${mb.id} takes ${part.sequences} sequences of adapter ${part.adapter}, whose micro_batch is ${adapter.microBatch}`);
+        const k = `${part.adapter} ${part.step}`;
+        taken.set(k, [...(taken.get(k) ?? []), part.index]);
       }
     }
+    for (const a of phase.adapters) {
+      const adapter = plan.adapters[a];
+      if (!adapter) continue;
+      trained[a]! += phase.rounds * phase.stepsPerRound;
+      for (let step = 0; step < phase.stepsPerRound; step++) {
+        const got = (taken.get(`${a} ${step}`) ?? []).sort((x, y) => x - y);
+        if (got.length !== adapter.microBatchesPerStep || got.some((x, i) => x !== i)) {
+          problems.push(`schedule.phases.${p}: step ${step} of adapter ${a} takes micro-batches [${got.slice(0, 8).join(", ")}] of its ${adapter.microBatchesPerStep}, not each once`);
+        }
+      }
+    }
+  });
+  plan.adapters.forEach((a, i) => {
+    if (trained[i] !== a.steps) problems.push(`adapters.${i}: the schedule trains ${trained[i]} steps of the ${a.steps} it declares`);
   });
   const groups = plan.schedule.groups;
   if (groups) {
@@ -78,6 +101,40 @@ export function planProblems(plan: Plan): string[] {
     });
   }
   return problems.length > 0 ? problems : verifySchedule(plan.stages.length, plan.adapters.length, plan.schedule.phases);
+}
+
+/** An adapter's own numbers against each other and the model; out folders that collide. */
+function adapterProblems(plan: Plan): string[] {
+  const problems: string[] = [];
+  const modules = new Map(targetModules(plan.model.config).map((m) => [m.name, m]));
+  plan.adapters.forEach((a, i) => {
+    const at = `adapters.${i}`;
+    if (new Set(plan.adapters.map((b) => b.name)).size !== plan.adapters.length && plan.adapters.findIndex((b) => b.name === a.name) !== i) problems.push(`${at}: a second adapter named ${JSON.stringify(a.name)}`);
+    if (a.microBatchesPerStep * a.microBatch !== a.batch) problems.push(`${at}: ${a.microBatchesPerStep} micro-batches of ${a.microBatch} are not its batch of ${a.batch}`);
+    if (a.seqLen > plan.model.config.maxSeq) problems.push(`${at}: seqLen ${a.seqLen} is above the model's maxSeq ${plan.model.config.maxSeq}`);
+    const bound = Math.min(...a.targets.map((t) => Math.min(modules.get(t)!.in, modules.get(t)!.out)));
+    if (a.rank > bound) problems.push(`${at}: rank ${a.rank} exceeds min(in, out) = ${bound} of its targets`);
+    if (new Set(a.targets).size !== a.targets.length) problems.push(`${at}: targets repeat a module`);
+  });
+  // An out folder is replaced whole: it must not be the plan's folder, another adapter's out, or
+  // hold what the run reads (its own init excepted: read before training, replaced after).
+  const within = (inner: string, outer: string) => outer === "." || inner === outer || inner.startsWith(outer + "/");
+  const inputs = [
+    ...(plan.model.folder === null ? [] : [{ path: plan.model.folder, what: "the model folder", owner: -1 }]),
+    ...plan.adapters.flatMap((a, i) => [{ path: a.data.path, what: `adapter ${i}'s data`, owner: -1 }, ...(a.init === null ? [] : [{ path: a.init, what: `adapter ${i}'s init`, owner: i }])]),
+  ];
+  plan.adapters.forEach((a, i) => {
+    const at = `adapters.${i}.out`;
+    if (a.out === ".") problems.push(`${at} is the plan's own folder`);
+    plan.adapters.forEach((b, j) => {
+      if (j > i && (within(a.out, b.out) || within(b.out, a.out))) problems.push(`${at} and adapters.${j}.out are the same folder or one holds the other`);
+    });
+    for (const input of inputs) {
+      if (input.owner === i && input.path === a.out) continue;
+      if (within(input.path, a.out) || within(a.out, input.path)) problems.push(`${at} ${JSON.stringify(a.out)} holds or lies in ${input.what} (${JSON.stringify(input.path)})`);
+    }
+  });
+  return problems;
 }
 
 /** Stages whose recomputed peak exceeds the device's memory. */

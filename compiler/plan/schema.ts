@@ -1,11 +1,14 @@
 import { z } from "zod";
+import { ARCH_LIMITS } from "../models/llama.js";
 import { planPathProblem } from "./paths.js";
 
 export const PLAN_FORMAT = "loraflow.plan/1";
 export const SUMMARY_FORMAT = "loraflow.summary/1";
 
-const count = z.number().int().nonnegative();
-const positive = z.number().int().positive();
+/** Counts are bounded like the job language bounds them: no plan asks for unbounded work. */
+const count = z.number().int().nonnegative().max(2 ** 31);
+const positive = z.number().int().positive().max(2 ** 31);
+const bounded = (max: number) => z.number().int().positive().max(max);
 const finite = z.number().refine(Number.isFinite, "must be a finite number");
 /** Paths in a plan are relative to the plan's folder, with forward slashes, and stay inside it. */
 const relPath = z.string().superRefine((p, ctx) => {
@@ -14,17 +17,17 @@ const relPath = z.string().superRefine((p, ctx) => {
 });
 
 export const LlamaConfigSchema = z.object({
-  layers: positive,
-  hidden: positive,
-  heads: positive,
-  kvHeads: positive,
-  headDim: positive,
-  ffn: positive,
-  vocab: positive,
-  ropeTheta: finite,
-  normEps: finite,
+  layers: bounded(ARCH_LIMITS.layers),
+  hidden: bounded(ARCH_LIMITS.hidden),
+  heads: bounded(ARCH_LIMITS.heads),
+  kvHeads: bounded(ARCH_LIMITS.kvHeads),
+  headDim: bounded(ARCH_LIMITS.headDim),
+  ffn: bounded(ARCH_LIMITS.ffn),
+  vocab: bounded(ARCH_LIMITS.vocab),
+  ropeTheta: finite.refine((x) => x > 0, "must be positive"),
+  normEps: finite.refine((x) => x > 0, "must be positive"),
   tieEmbeddings: z.boolean(),
-  maxSeq: positive,
+  maxSeq: bounded(ARCH_LIMITS.maxSeq),
   ropeScaling: z.record(z.string(), z.unknown()).nullable(),
 });
 
@@ -43,23 +46,23 @@ export const OptimizerSchema = z.object({
 
 export const AdapterSchema = z.object({
   name: z.string().min(1),
-  rank: positive,
+  rank: bounded(1 << 16),
   alpha: finite,
   scaling: finite.describe("alpha / rank, or alpha / sqrt(rank) with rsLoRA"),
-  dropout: finite,
+  dropout: finite.refine((x) => x >= 0 && x < 1, "must be in [0, 1)"),
   rslora: z.boolean(),
   targets: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1),
   data: z.object({ path: relPath, format: z.enum(["alpaca", "completion", "chat", "tokens"]), examples: count }),
-  seqLen: positive,
+  seqLen: bounded(ARCH_LIMITS.maxSeq),
   pack: z.boolean(),
-  batch: positive,
-  microBatch: positive,
+  batch: bounded(1 << 16),
+  microBatch: bounded(1 << 16),
   microBatchesPerStep: positive.describe("batch / microBatch: micro-batches per optimizer step"),
   steps: positive.describe("optimizer steps the adapter trains for"),
   optimizer: OptimizerSchema,
   init: relPath.nullable().describe("a PEFT adapter folder to start from, relative to the plan's folder"),
   out: relPath.describe("where the trained adapter is written, relative to the plan's folder"),
-  seed: count,
+  seed: z.number().int().nonnegative().max(2 ** 32 - 1),
   saveEvery: count,
 });
 
@@ -95,8 +98,8 @@ export const PlanSchema = z.object({
     arch: z.literal("llama"),
     config: LlamaConfigSchema,
     dtype: z.enum(["bf16", "fp16", "fp32"]),
-    parameters: count,
-    seed: count,
+    parameters: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    seed: z.number().int().nonnegative().max(2 ** 32 - 1),
     folder: relPath.nullable(),
     weights: z
       .object({ format: z.literal("safetensors"), index: relPath.nullable(), files: z.array(relPath).min(1), dtypes: z.array(z.string()) })
@@ -117,7 +120,7 @@ export const PlanSchema = z.object({
     netBytesPerSecond: finite,
   }),
   recompute: z.boolean(),
-  stages: z.array(StageSchema).min(1),
+  stages: z.array(StageSchema).min(1).max(4096),
   schedule: z.object({
     name: z.enum(["gpipe", "1f1b", "batch", "mlora"]),
     groups: z

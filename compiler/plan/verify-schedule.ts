@@ -31,6 +31,10 @@ export function verifySchedule(stages: number, adapterCount: number, phases: rea
     if (phase.actions.length !== stages) problems.push(`${where}: ${phase.actions.length} action lists for ${stages} stages`);
     // Per micro-batch, the (adapter, step) pairs it trains.
     const mbParts = new Map<number, { adapter: number; step: number }[]>();
+    phase.microBatches.forEach((mb, i) => {
+      // The engine finds a micro-batch by its place in the list: its id must be that place.
+      if (mb.id !== i) problems.push(`${where}: micro-batch ${i} has id ${mb.id}; ids are the micro-batches' places in the list`);
+    });
     for (const mb of phase.microBatches) {
       if (mbParts.has(mb.id)) problems.push(`${where}: micro-batch id ${mb.id} appears twice`);
       mbParts.set(mb.id, mb.parts);

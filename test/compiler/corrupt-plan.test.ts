@@ -87,10 +87,10 @@ describe("a plan whose memory exceeds its device is refused on read", () => {
     expect(readPlan(JSON.stringify(plan)).diagnostics).toEqual([]);
   });
 
-  it("when a micro-batch is edited to stash more than fits", () => {
+  it("when its sequences are edited to stash more than fits", () => {
     const plan = tiny();
     plan.cluster.device.memoryBytes = Math.max(...planMemory(plan).map((m) => m.totalBytes)) * 1.01;
-    for (const mb of plan.schedule.phases[0]!.microBatches) mb.parts[0]!.sequences *= 50;
+    for (const a of plan.adapters) a.seqLen = plan.model.config.maxSeq;
     const reading = readPlan(JSON.stringify(plan));
     expect(reading.diagnostics.map((d) => d.code)).toContain("LF4002");
   });

@@ -2,6 +2,7 @@
 #pragma once
 #include <napi.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,11 @@ inline LlamaConfig llama_config(const Napi::Object& o) {
   c.tie_embeddings = boolean(o, "tieEmbeddings", w);
   LF_CHECK(c.layers > 0 && c.hidden > 0 && c.heads > 0 && c.kv_heads > 0 && c.head_dim > 0 && c.ffn > 0 && c.vocab > 0, "config: sizes must be positive");
   LF_CHECK(c.heads % c.kv_heads == 0 && c.head_dim % 2 == 0, "config: heads must be a multiple of kvHeads, headDim even");
+  // The job language's bounds: sizes past them are no model anyone trains, and would only make
+  // the products below overflow.
+  LF_CHECK(c.layers <= 1024 && c.hidden <= (1 << 20) && c.heads <= 4096 && c.head_dim <= (1 << 16) && c.ffn <= (1 << 22) && c.vocab <= (1 << 24),
+           "config: a size is beyond what loraflow takes (layers 1024, hidden 2^20, heads 4096, head_dim 2^16, ffn 2^22, vocab 2^24)");
+  LF_CHECK(std::isfinite(c.rope_theta) && c.rope_theta > 0 && std::isfinite(c.norm_eps) && c.norm_eps > 0, "config: ropeTheta and normEps must be positive");
   return c;
 }
 

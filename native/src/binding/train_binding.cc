@@ -4,6 +4,7 @@
 // free; each optimizer step's loss reaches `onStep` through a thread-safe function while it runs.
 #include <napi.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 
@@ -60,6 +61,9 @@ AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t ind
   a.seed = static_cast<uint64_t>(js::integer(o, "seed", w));
   LF_CHECK(a.schedule_steps >= a.steps, w << ": scheduleSteps below steps");
   LF_CHECK(a.rank > 0 && a.steps > 0 && a.batch > 0 && a.micro_batch > 0 && a.dropout >= 0 && a.dropout < 1, w << ": bad sizes");
+  LF_CHECK(a.batch % a.micro_batch == 0, w << ": micro_batch " << a.micro_batch << " does not divide batch " << a.batch);
+  LF_CHECK(a.steps <= (int64_t(1) << 31) && a.batch <= (int64_t(1) << 16) && a.rank <= (int64_t(1) << 16), w << ": steps, batch or rank out of range");
+  LF_CHECK(a.save_every >= 0 && std::isfinite(a.scale), w << ": bad saveEvery or scale");
   a.optimizer = read_optimizer(js::object(o, "optimizer", w), w + ".optimizer");
   Napi::Object sites = js::object(o, "sites", w);
   Napi::Array keys = sites.GetPropertyNames();
@@ -74,6 +78,8 @@ AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t ind
   const std::string dw = w + ".data";
   a.data.sequences = js::integer(d, "sequences", dw);
   a.data.seq_len = js::integer(d, "seqLen", dw);
+  LF_CHECK(a.data.sequences > 0 && a.data.seq_len > 0 && a.data.seq_len <= (int64_t(1) << 24) && a.data.sequences <= (int64_t(1) << 31) / a.data.seq_len,
+           dw << ": " << a.data.sequences << " sequences of " << a.data.seq_len << " tokens are out of range");
   const int64_t n = a.data.sequences * a.data.seq_len;
   a.data.tokens = js::ints(js::field(d, "tokens", dw), n, dw + ".tokens");
   a.data.targets = js::ints(js::field(d, "targets", dw), n, dw + ".targets");
@@ -87,24 +93,44 @@ AdapterSpec read_adapter(const Napi::Object& o, const LlamaConfig& c, size_t ind
     LF_CHECK(a.data.seg_start[i] >= 0 && a.data.seg_start[i] <= i % a.data.seq_len, dw << ": segStart out of range");
   }
   for (int32_t s : a.data.order) LF_CHECK(s >= 0 && s < a.data.sequences, dw << ": order names sequence " << s << " of " << a.data.sequences);
+  for (double t : a.data.step_tokens) LF_CHECK(std::isfinite(t) && t >= 0, dw << ": stepTokens must be counts");
   return a;
 }
 
-PhaseSpec read_phase(const Napi::Object& o, size_t index, size_t stages, size_t adapters) {
+// Every index the engine will follow is checked here, at its boundary: a plan is checked by
+// readPlan too, but the engine must never read out of bounds whatever it is handed.
+PhaseSpec read_phase(const Napi::Object& o, size_t index, size_t stages, const std::vector<AdapterSpec>& adapter_specs) {
+  const size_t adapters = adapter_specs.size();
   const std::string w = "phases[" + std::to_string(index) + "]";
   PhaseSpec p;
   p.rounds = js::integer(o, "rounds", w);
+  LF_CHECK(p.rounds >= 1 && p.rounds <= (int64_t(1) << 31), w << ": rounds " << p.rounds << " out of range");
   Napi::Array ads = js::array(o, "adapters", w);
-  for (uint32_t i = 0; i < ads.Length(); i++) p.adapters.push_back(ads.Get(i).As<Napi::Number>().Int32Value());
+  std::vector<bool> in_phase(adapters, false);
+  for (uint32_t i = 0; i < ads.Length(); i++) {
+    LF_CHECK(ads.Get(i).IsNumber(), w << ": adapters must be numbers");
+    const int a = ads.Get(i).As<Napi::Number>().Int32Value();
+    LF_CHECK(a >= 0 && static_cast<size_t>(a) < adapters && !in_phase[static_cast<size_t>(a)], w << ": adapter " << a << " does not exist or is listed twice");
+    in_phase[static_cast<size_t>(a)] = true;
+    p.adapters.push_back(a);
+  }
   Napi::Array mbs = js::array(o, "microBatches", w);
   for (uint32_t i = 0; i < mbs.Length(); i++) {
+    LF_CHECK(mbs.Get(i).IsArray(), w << ": micro-batch " << i << " must be an array of parts");
     Napi::Array parts = mbs.Get(i).As<Napi::Array>();
+    LF_CHECK(parts.Length() > 0, w << ": micro-batch " << i << " has no parts");
     std::vector<PhaseSpec::Part> list;
     for (uint32_t j = 0; j < parts.Length(); j++) {
+      LF_CHECK(parts.Get(j).IsObject(), w << ": micro-batch " << i << " part " << j << " must be an object");
       Napi::Object po = parts.Get(j).As<Napi::Object>();
-      PhaseSpec::Part part{static_cast<int>(js::integer(po, "adapter", w)), js::integer(po, "step", w), js::integer(po, "index", w),
-                           js::integer(po, "sequences", w)};
-      LF_CHECK(part.adapter >= 0 && static_cast<size_t>(part.adapter) < adapters, w << ": micro-batch " << i << " names adapter " << part.adapter);
+      const int64_t adapter = js::integer(po, "adapter", w);
+      LF_CHECK(adapter >= 0 && static_cast<size_t>(adapter) < adapters && in_phase[static_cast<size_t>(adapter)], w << ": micro-batch " << i << " names adapter " << adapter << ", not one of the phase's");
+      PhaseSpec::Part part{static_cast<int>(adapter), js::integer(po, "step", w), js::integer(po, "index", w), js::integer(po, "sequences", w)};
+      const AdapterSpec& as = adapter_specs[static_cast<size_t>(adapter)];
+      // build_rows reads sequences index * sequences + i of the step's batch: all must be in it.
+      LF_CHECK(part.sequences == as.micro_batch, w << ": micro-batch " << i << " takes " << part.sequences << " sequences of adapter " << as.name << ", whose micro_batch is " << as.micro_batch);
+      LF_CHECK(part.index >= 0 && (part.index + 1) * part.sequences <= as.batch, w << ": micro-batch " << i << " is micro-batch " << part.index << " of a step of " << as.batch / as.micro_batch);
+      LF_CHECK(part.step >= 0 && part.step < as.steps, w << ": micro-batch " << i << " is in step " << part.step << " of the round");
       list.push_back(part);
     }
     p.micro_batches.push_back(list);
@@ -118,9 +144,12 @@ PhaseSpec read_phase(const Napi::Object& o, size_t index, size_t stages, size_t 
     for (size_t i = 0; i < codes.size(); i += 4) {
       Action a{static_cast<Op>(codes[i]), codes[i + 1], static_cast<Channel>(codes[i + 2]), codes[i + 3]};
       LF_CHECK(codes[i] >= 0 && codes[i] <= 4, w << ": unknown action code " << codes[i]);
-      if (a.op == Op::kStep) LF_CHECK(a.peer >= 0 && static_cast<size_t>(a.peer) < adapters, w << ": STEP of adapter " << a.peer);
+      if (a.op == Op::kStep) LF_CHECK(a.peer >= 0 && static_cast<size_t>(a.peer) < adapters && in_phase[static_cast<size_t>(a.peer)], w << ": STEP of adapter " << a.peer << ", not one of the phase's");
       else LF_CHECK(a.mb >= 0 && static_cast<size_t>(a.mb) < p.micro_batches.size(), w << ": micro-batch " << a.mb << " is not in the phase");
-      if (a.op == Op::kSend || a.op == Op::kRecv) LF_CHECK(a.peer >= 0 && static_cast<size_t>(a.peer) < stages && a.peer != static_cast<int>(s), w << ": bad peer " << a.peer);
+      if (a.op == Op::kSend || a.op == Op::kRecv) {
+        LF_CHECK(codes[i + 2] == 0 || codes[i + 2] == 1, w << ": unknown channel " << codes[i + 2]);
+        LF_CHECK(a.peer >= 0 && static_cast<size_t>(a.peer) < stages && a.peer != static_cast<int>(s), w << ": bad peer " << a.peer);
+      }
       list.push_back(a);
     }
     p.actions.push_back(list);
@@ -132,13 +161,22 @@ TrainSpec read_spec(const Napi::Object& spec) {
   TrainSpec t;
   t.config = js::llama_config(js::object(spec, "config", "spec"));
   Napi::Array stages = js::array(spec, "stages", "spec");
+  LF_CHECK(stages.Length() >= 1 && stages.Length() <= 4096, "spec: " << stages.Length() << " stages");
+  int64_t next_block = 0;
   for (uint32_t s = 0; s < stages.Length(); s++) {
+    LF_CHECK(stages.Get(s).IsObject(), "stages[" << s << "] must be an object");
     Napi::Object so = stages.Get(s).As<Napi::Object>();
     const std::string w = "stages[" + std::to_string(s) + "]";
     Napi::Array blocks = js::array(so, "blocks", w);
+    LF_CHECK(blocks.Length() == 2 && blocks.Get(0u).IsNumber() && blocks.Get(1u).IsNumber(), w << ": blocks must be [first, last)");
     StageSpec ss{blocks.Get(0u).As<Napi::Number>().Int64Value(), blocks.Get(1u).As<Napi::Number>().Int64Value(), js::boolean(so, "embedding", w), js::boolean(so, "head", w)};
+    // Stages tile the model's blocks in order; the embedding is the first's, the head the last's.
+    LF_CHECK(ss.first_block == next_block && ss.last_block > ss.first_block && ss.last_block <= 2 * t.config.layers, w << ": blocks [" << ss.first_block << ", " << ss.last_block << ") do not continue from block " << next_block);
+    LF_CHECK(ss.embedding == (s == 0) && ss.head == (s + 1 == stages.Length()), w << ": the embedding belongs to the first stage, the head to the last");
+    next_block = ss.last_block;
     t.stages.push_back(ss);
   }
+  LF_CHECK(next_block == 2 * t.config.layers, "spec: the stages cover blocks [0, " << next_block << ") of " << 2 * t.config.layers);
   Napi::Object weights = js::object(spec, "weights", "spec");
   Napi::Array names = weights.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); i++) {
@@ -148,7 +186,7 @@ TrainSpec read_spec(const Napi::Object& spec) {
   Napi::Array adapters = js::array(spec, "adapters", "spec");
   for (uint32_t a = 0; a < adapters.Length(); a++) t.adapters.push_back(read_adapter(adapters.Get(a).As<Napi::Object>(), t.config, a));
   Napi::Array phases = js::array(spec, "phases", "spec");
-  for (uint32_t p = 0; p < phases.Length(); p++) t.phases.push_back(read_phase(phases.Get(p).As<Napi::Object>(), p, t.stages.size(), t.adapters.size()));
+  for (uint32_t p = 0; p < phases.Length(); p++) t.phases.push_back(read_phase(phases.Get(p).As<Napi::Object>(), p, t.stages.size(), t.adapters));
   t.blas_threads = spec.Has("blasThreads") ? static_cast<int>(js::integer(spec, "blasThreads", "spec")) : 1;
   return t;
 }

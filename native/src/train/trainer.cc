@@ -7,6 +7,7 @@
 #include <cmath>
 #include <exception>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include "cpu/gemm.h"
@@ -29,7 +30,25 @@ struct Trainer::StageState {
   int64_t l0 = 0, l1 = 0;
 };
 
-Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<int>(spec_.stages.size())) {
+// "RECV act mb3 from s0 (phase 0, round 2)": an action as the plan writes it, for messages.
+std::string describe(const Action& a, size_t phase, int64_t round) {
+  std::ostringstream o;
+  switch (a.op) {
+    case Op::kF: o << "F mb" << a.mb; break;
+    case Op::kB: o << "B mb" << a.mb; break;
+    case Op::kSend: o << "SEND " << (a.what == Channel::kActivations ? "act" : "grad") << " mb" << a.mb << " to s" << a.peer; break;
+    case Op::kRecv: o << "RECV " << (a.what == Channel::kActivations ? "act" : "grad") << " mb" << a.mb << " from s" << a.peer; break;
+    case Op::kStep: o << "STEP a" << a.peer; break;
+  }
+  o << " (phase " << phase << ", round " << round << ")";
+  return o.str();
+}
+
+Trainer::Trainer(TrainSpec spec)
+    : spec_(std::move(spec)),
+      rendezvous_(static_cast<int>(spec_.stages.size())),
+      transport_(rendezvous_),
+      reducer_(rendezvous_, static_cast<int>(spec_.stages.size())) {
   // Activations are allocated and freed per micro-batch; glibc would hand each large buffer back
   // to the kernel (mmap/munmap) and fault its pages in again on the next one. Keep them instead.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
@@ -40,6 +59,10 @@ Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<
     auto it = spec_.weights.find(name);
     LF_CHECK(it != spec_.weights.end(), "base weight `" << name << "` is missing");
     LF_CHECK(static_cast<int64_t>(it->second.size()) == n, "base weight `" << name << "` has " << it->second.size() << " values, expected " << n);
+    // One NaN here would make every loss NaN: refuse the weights, naming where.
+    for (size_t i = 0; i < it->second.size(); i++) {
+      LF_CHECK(std::isfinite(it->second[i]), "base weight `" << name << "` holds a value that is not finite (" << it->second[i] << ") at index " << i);
+    }
     return it->second;
   };
   times_.resize(spec_.stages.size());
@@ -142,6 +165,8 @@ Trainer::Trainer(TrainSpec spec) : spec_(std::move(spec)), reducer_(static_cast<
       state->on_stage.push_back(std::move(on));
     }
     times_[s].weight_bytes = state->weights->bytes();
+    // The stage arenas hold their copies now; the spec's would only double the footprint.
+    if (s + 1 == spec_.stages.size()) spec_.weights.clear();
     times_[s].adapter_bytes = state->adapters->bytes();
     stages_.push_back(std::move(state));
   }
@@ -242,7 +267,12 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             if (s != last) out.resize(static_cast<size_t>(mr.T * C));
             stage.forward(key(action.mb), mr, s == 0 ? nullptr : act_in.at(action.mb).data(), out.data());
             if (s == last) {
-              for (size_t i = 0; i < mr.parts.size(); i++) step_loss[static_cast<size_t>(mr.parts[i].adapter)] += stage.part_losses()[i];
+              for (size_t i = 0; i < mr.parts.size(); i++) {
+                const AdapterSpec& as = spec_.adapters[static_cast<size_t>(mr.parts[i].adapter)];
+                LF_CHECK(std::isfinite(stage.part_losses()[i]), "adapter " << as.name << ": the loss of step " << steps_done[static_cast<size_t>(mr.parts[i].adapter)] + 1
+                                                                       << " is not finite (" << stage.part_losses()[i] << "); training stopped");
+                step_loss[static_cast<size_t>(mr.parts[i].adapter)] += stage.part_losses()[i];
+              }
             }
             act_in.erase(action.mb);
             break;
@@ -268,7 +298,7 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             break;
           }
           case Op::kRecv: {
-            Message m = transport_.recv(action.peer, s, action.what, key(action.mb));
+            Message m = transport_.recv(action.peer, s, action.what, key(action.mb), describe(action, p, r));
             (action.what == Channel::kActivations ? act_in : grad_in)[action.mb] = std::move(m.data);
             waited = seconds_since(started);
             break;
@@ -277,9 +307,11 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             const int a = action.peer;
             const AdapterSpec& as = spec_.adapters[static_cast<size_t>(a)];
             const int64_t k = steps_done[static_cast<size_t>(a)];
+            LF_CHECK(k < as.steps, "stage " << s << " at " << describe(action, p, r) << ": adapter " << as.name << " steps past its " << as.steps << " steps");
             const auto reduce_started = Clock::now();
-            const double norm = std::sqrt(reducer_.wait(a, k));
+            const double norm = std::sqrt(reducer_.wait(s, a, k, describe(action, p, r)));
             waited = seconds_since(reduce_started);
+            LF_CHECK(std::isfinite(norm), "adapter " << as.name << ": the gradient norm of step " << k + 1 << " is not finite (" << norm << "); training stopped");
             const double coef = clip_coefficient(as.optimizer.clip, norm);
             const double lr = learning_rate(as.optimizer, k, as.schedule_steps);
             for (const SiteState& site : state.sites[static_cast<size_t>(a)]) {
@@ -305,6 +337,7 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
       LF_CHECK(stage.stashed() == 0, "stage " << s << " ended a round with " << stage.stashed() << " micro-batches in flight");
     }
   }
+  rendezvous_.finished(s);
 }
 
 void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
@@ -315,13 +348,12 @@ void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const st
     threads.emplace_back([&, s] {
       try {
         worker(static_cast<int>(s), on_step, on_checkpoint);
-      } catch (...) {
+      } catch (const std::exception& e) {
         {
           std::lock_guard<std::mutex> lock(failure_mu);
           if (!failure) failure = std::current_exception();
         }
-        transport_.abort();
-        reducer_.abort();
+        rendezvous_.abort(std::string("stopped: stage ") + std::to_string(s) + " failed (" + e.what() + ")");
       }
     });
   }

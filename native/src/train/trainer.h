@@ -132,6 +132,7 @@ class Trainer {
   std::vector<StageTimes> times_;
   std::mutex checkpoint_mu_;
   std::map<std::pair<int, int64_t>, std::pair<int, CheckpointEvent>> checkpoints_;  // (adapter, step) -> (stages in, weights)
+  Rendezvous rendezvous_;  // before the two below, which wait through it
   InProcessTransport transport_;
   StageReducer reducer_;
 };

@@ -1,13 +1,20 @@
-// transport.h: point-to-point messages between stage workers of one process, with NCCL's
-// matching rule: messages from one peer on one channel arrive in the order they were sent, and a
-// receive takes the next one. A send does not wait; a receive blocks until its message is there.
-// The NCCL transport implements the same interface across processes and GPUs.
+// transport.h: how stage workers of one process wait for each other. Point-to-point messages
+// follow NCCL's matching rule (messages from one peer on one channel arrive in the order they
+// were sent, a receive takes the next one; a send does not wait), and a reducer sums each
+// adapter's gradient-norm shares over the stages. Both wait through one Rendezvous, which sees
+// every worker's state: when every worker still running is blocked and none of them can be
+// woken, the plan has deadlocked, and every worker fails with a message naming what each one
+// waits for, instead of hanging. The NCCL transport implements the same interface across
+// processes and GPUs.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <sstream>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -22,42 +29,101 @@ struct Message {
   std::vector<float> data;    // [T, C]
 };
 
-class InProcessTransport {
+class Rendezvous {
  public:
-  void send(int from, int to, Channel ch, Message msg) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      LF_CHECK(!aborted_, "transport closed");
-      queues_[{from, to, static_cast<int>(ch)}].push_back(std::move(msg));
-    }
-    cv_.notify_all();
+  explicit Rendezvous(int workers) : waiting_(static_cast<size_t>(workers)), state_(static_cast<size_t>(workers), kRunning) {}
+
+  std::unique_lock<std::mutex> lock() { return std::unique_lock<std::mutex>(mu_); }
+  void notify() { cv_.notify_all(); }
+
+  // Blocks worker `w` (lock held) until ready() holds; `what` says what it waits for, should it
+  // never come. Throws when another worker failed or the workers deadlocked.
+  void wait(std::unique_lock<std::mutex>& lock, int w, const std::string& what, const std::function<bool()>& ready) {
+    if (ready()) return;
+    waiting_[static_cast<size_t>(w)] = {what, ready};
+    state_[static_cast<size_t>(w)] = kBlocked;
+    check_deadlock();
+    cv_.wait(lock, [&] { return !failure_.empty() || ready(); });
+    state_[static_cast<size_t>(w)] = kRunning;
+    LF_CHECK(failure_.empty(), failure_);
   }
 
-  // The next message from `from`; its tag must be `expected_tag` (the plan's order).
-  Message recv(int from, int to, Channel ch, int64_t expected_tag) {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto& q = queues_[{from, to, static_cast<int>(ch)}];
-    cv_.wait(lock, [&] { return aborted_ || !q.empty(); });
-    LF_CHECK(!aborted_, "stage " << to << " stopped waiting for stage " << from << ": another stage failed");
-    Message m = std::move(q.front());
-    q.pop_front();
-    LF_CHECK(m.tag == expected_tag, "stage " << to << " expected micro-batch " << expected_tag << " from stage " << from << ", received " << m.tag);
-    return m;
+  // Worker `w` has run its last action: the others may now wait on it forever.
+  void finished(int w) {
+    std::lock_guard<std::mutex> guard(mu_);
+    state_[static_cast<size_t>(w)] = kDone;
+    check_deadlock();
   }
 
-  // Wakes every waiting receiver with an error: one failed stage must not leave others blocked.
-  void abort() {
+  // Wakes every waiting worker with an error: one failed stage must not leave others blocked.
+  void abort(const std::string& why) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      aborted_ = true;
+      std::lock_guard<std::mutex> guard(mu_);
+      if (failure_.empty()) failure_ = why;
     }
     cv_.notify_all();
   }
 
  private:
+  enum State { kRunning, kBlocked, kDone };
+
+  // Lock held. Deadlock: nobody runs, somebody waits, and no waiter's condition holds.
+  void check_deadlock() {
+    bool blocked = false;
+    for (size_t w = 0; w < state_.size(); w++) {
+      if (state_[w] == kRunning) return;
+      if (state_[w] == kBlocked) {
+        if (waiting_[w].ready()) return;
+        blocked = true;
+      }
+    }
+    if (!blocked || !failure_.empty()) return;
+    std::ostringstream why;
+    why << "the plan deadlocked: every stage waits on another";
+    for (size_t w = 0; w < state_.size(); w++) {
+      if (state_[w] == kBlocked) why << "; stage " << w << " waits at " << waiting_[w].what;
+    }
+    failure_ = why.str();
+    cv_.notify_all();
+  }
+
+  struct Waiting {
+    std::string what;
+    std::function<bool()> ready;
+  };
   std::mutex mu_;
   std::condition_variable cv_;
-  bool aborted_ = false;
+  std::vector<Waiting> waiting_;
+  std::vector<State> state_;
+  std::string failure_;
+};
+
+class InProcessTransport {
+ public:
+  explicit InProcessTransport(Rendezvous& rv) : rv_(rv) {}
+
+  void send(int from, int to, Channel ch, Message msg) {
+    {
+      auto lock = rv_.lock();
+      queues_[{from, to, static_cast<int>(ch)}].push_back(std::move(msg));
+    }
+    rv_.notify();
+  }
+
+  // The next message from `from`; its tag must be `expected_tag` (the plan's order). `what`
+  // names the action, for the message should the plan deadlock.
+  Message recv(int from, int to, Channel ch, int64_t expected_tag, const std::string& what) {
+    auto lock = rv_.lock();
+    auto& q = queues_[{from, to, static_cast<int>(ch)}];
+    rv_.wait(lock, to, what, [&] { return !q.empty(); });
+    Message m = std::move(q.front());
+    q.pop_front();
+    LF_CHECK(m.tag == expected_tag, "stage " << to << " at " << what << " received micro-batch " << m.tag << " from stage " << from << ", expected " << expected_tag);
+    return m;
+  }
+
+ private:
+  Rendezvous& rv_;
   std::map<std::tuple<int, int, int>, std::deque<Message>> queues_;
 };
 
@@ -66,12 +132,12 @@ class InProcessTransport {
 // on which stage came first, nor on how the sites are split between stages.
 class StageReducer {
  public:
-  explicit StageReducer(int stages) : stages_(stages) {}
+  StageReducer(Rendezvous& rv, int stages) : rv_(rv), stages_(stages) {}
 
   // Posts a stage's terms; does not wait.
   void contribute(int adapter, int64_t step, const std::map<int64_t, double>& by_site) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      auto lock = rv_.lock();
       auto& slot = slots_[{adapter, step}];
       slot.terms.insert(by_site.begin(), by_site.end());
       if (++slot.arrived == stages_) {
@@ -79,26 +145,17 @@ class StageReducer {
         slot.done = true;
       }
     }
-    cv_.notify_all();
+    rv_.notify();
   }
 
   // The sum, once every stage has contributed.
-  double wait(int adapter, int64_t step) {
-    std::unique_lock<std::mutex> lock(mu_);
+  double wait(int stage, int adapter, int64_t step, const std::string& what) {
+    auto lock = rv_.lock();
     auto& slot = slots_[{adapter, step}];
-    cv_.wait(lock, [&] { return aborted_ || slot.done; });
-    LF_CHECK(!aborted_, "stopped waiting for the gradient norm of adapter " << adapter << ": another stage failed");
+    rv_.wait(lock, stage, what, [&] { return slot.done; });
     const double sum = slot.sum;
     if (++slot.left == stages_) slots_.erase({adapter, step});
     return sum;
-  }
-
-  void abort() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      aborted_ = true;
-    }
-    cv_.notify_all();
   }
 
  private:
@@ -108,10 +165,8 @@ class StageReducer {
     int arrived = 0, left = 0;
     bool done = false;
   };
+  Rendezvous& rv_;
   int stages_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool aborted_ = false;
   std::map<std::pair<int, int64_t>, Slot> slots_;
 };
 
