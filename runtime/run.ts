@@ -49,6 +49,18 @@ export interface RunResult {
   seconds: number;
 }
 
+/** A phase's micro-batches in id order, as the engine indexes them; ids must be 0..n-1, once each. */
+function byId<T extends { id: number; parts: unknown }>(microBatches: readonly T[], phase: number): T["parts"][] {
+  const out = new Array<T["parts"]>(microBatches.length);
+  for (const mb of microBatches) {
+    if (!Number.isInteger(mb.id) || mb.id < 0 || mb.id >= microBatches.length || out[mb.id] !== undefined) {
+      throw new RunError("engineRefused", `plan: the micro-batch ids of phase ${phase} are not 0 to ${microBatches.length - 1} once each`);
+    }
+    out[mb.id] = mb.parts;
+  }
+  return out;
+}
+
 const warn = (options: RunOptions, code: string, message: string) => options.onWarning?.({ code, message });
 
 /**
@@ -141,7 +153,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         phases: phases.map((p) => ({
           rounds: p.rounds,
           adapters: p.adapters,
-          microBatches: p.microBatches.map((mb) => mb.parts),
+          microBatches: byId(p.microBatches, phases.indexOf(p)),
           actions: p.actions.map(actionCodes),
         })),
         blasThreads: options.threads ?? 1,
@@ -172,8 +184,8 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     const note = kept.length > 0 ? `; this run's checkpoints are in ${kept.join(", ")} (the next run into the same out removes them)` : "";
     if (e instanceof RunError) throw new RunError(e.kind, e.message + note);
     if (e instanceof Error && /^(training failed|train): /.test(e.message)) {
-      const diverged = /not finite|non-finite/.test(e.message);
-      throw new RunError(diverged ? "diverged" : "engineRefused", e.message.replace(/^training failed: |^train: /, "") + note);
+      const kind = /base weight/.test(e.message) ? "weightsInvalid" : /is not finite/.test(e.message) ? "diverged" : "engineRefused";
+      throw new RunError(kind, e.message.replace(/^training failed: |^train: /, "") + note);
     }
     throw e;
   }

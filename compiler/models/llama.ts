@@ -1,3 +1,4 @@
+import { excerpt } from "../../dsl/text.js";
 import type { Dtype, LlamaArch } from "../job.js";
 
 /**
@@ -214,8 +215,14 @@ export function readLlamaConfig(config: unknown): ConfigReading {
   }
   const scaling = c["rope_scaling"];
   if (scaling !== undefined && scaling !== null) {
-    if (typeof scaling === "object" && !Array.isArray(scaling)) reading.arch.ropeScaling = scaling as Record<string, unknown>;
-    else reading.problems.push("`rope_scaling` is not an object");
+    // The engine computes RoPE without scaling; training as if it were absent would silently
+    // learn for another model. Refused until the scaled frequencies (linear, llama3) are implemented.
+    if (typeof scaling !== "object" || Array.isArray(scaling)) reading.problems.push("`rope_scaling` is not an object");
+    else {
+      const type = (scaling as Record<string, unknown>)["rope_type"] ?? (scaling as Record<string, unknown>)["type"];
+      if (type !== "default") reading.unsupported.push(`rope_scaling ${excerpt(JSON.stringify(type ?? null), 24)} (loraflow computes RoPE without scaling)`);
+      else reading.arch.ropeScaling = scaling as Record<string, unknown>;
+    }
   }
   const act = c["hidden_act"];
   if (act !== undefined && act !== "silu") reading.unsupported.push(`hidden_act ${JSON.stringify(act)} (Llama uses "silu")`);

@@ -116,6 +116,8 @@ function adapterProblems(plan: Plan): string[] {
     if (a.rank > bound) problems.push(`${at}: rank ${a.rank} exceeds min(in, out) = ${bound} of its targets`);
     if (new Set(a.targets).size !== a.targets.length) problems.push(`${at}: targets repeat a module`);
   });
+  const scaling = plan.model.config.ropeScaling;
+  if (scaling !== null && (scaling["rope_type"] ?? scaling["type"]) !== "default") problems.push("model.config.ropeScaling: the engine computes RoPE without scaling");
   // An out folder is replaced whole: it must not be the plan's folder, another adapter's out, or
   // hold what the run reads (its own init excepted: read before training, replaced after).
   const within = (inner: string, outer: string) => outer === "." || inner === outer || inner.startsWith(outer + "/");

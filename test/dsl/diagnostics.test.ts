@@ -97,7 +97,7 @@ describe("diagnostics", () => {
   it("every code in the catalog has a golden case", () => {
     // LF4001 is the verifier refusing the compiler's own output: user input cannot reach it,
     // so its case lives in the schedule tests, which corrupt a plan on purpose.
-    // LF6xxx are what `run` and `eval` meet in files and in training: test/runtime/hardening.test.ts
+    // LF6xxx are what `run` and `eval` meet in files and in training: test/cli/hardening.test.ts
     // has a case for each.
     const expected = Object.values(Diagnostics).map((d) => d.code).filter((c) => c !== "LF4001" && !c.startsWith("LF6"));
     expect(expected.filter((c) => !covered.has(c))).toEqual([]);
