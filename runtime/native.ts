@@ -60,7 +60,8 @@ function packageRoot(): string {
 /** Loads the addon `npm ci` built (cmake-js, build/Release/loraflow_native.node). */
 export function loadNative(): NativeEngine {
   if (cached) return cached;
-  const file = path.join(packageRoot(), "build", "Release", "loraflow_native.node");
+  // LORAFLOW_NATIVE_BUILD picks another build folder (the sanitized one in CI).
+  const file = path.join(packageRoot(), process.env["LORAFLOW_NATIVE_BUILD"] ?? "build", "Release", "loraflow_native.node");
   if (!fs.existsSync(file)) {
     throw new Error(`loraflow's native engine is not built (${file} is missing): run \`npm ci\` or \`npm run build:native\` (needs cmake and a C++17 compiler)`);
   }

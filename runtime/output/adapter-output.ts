@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileError, RunError } from "../errors.js";
-import { recoverLeftovers, swapIn, syncFolder, writeFileDurably, type Exchange, nativeExchange } from "./atomic.js";
+import { recoverLeftovers, removeTree, swapIn, syncFolder, writeFileDurably, type Exchange, nativeExchange } from "./atomic.js";
 import { adapterFolderOwnership, ADAPTER_FILES, folderOwnership, tempName } from "./owned.js";
 
 /** An adapter folder's two files, encoded (weights checked finite) and ready to write. */
@@ -130,7 +130,7 @@ export class AdapterOutput {
     // The previous version, now under the staging name: removed only if it is still all ours.
     if (old) {
       const ownership = folderOwnership(old);
-      if (ownership.owned) fs.rmSync(old, { recursive: true, force: true });
+      if (ownership.owned) removeTree(old);
     }
   }
 

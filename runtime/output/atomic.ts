@@ -27,6 +27,29 @@ export function writeFileDurably(file: string, bytes: string | Uint8Array): void
   fs.renameSync(temp, file);
 }
 
+/**
+ * Removes a tree loraflow wrote so that a kill part-way leaves no partial folder under an
+ * adapter's or checkpoint's name: each such folder is renamed to a staging name (one step)
+ * before its files go.
+ */
+export function removeTree(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (!e.isDirectory() || e.isSymbolicLink()) continue;
+      let full = path.join(d, e.name);
+      if (/^checkpoint-\d+$/.test(e.name) || fs.existsSync(path.join(full, "adapter_config.json"))) {
+        const hidden = tempName(full);
+        fs.renameSync(full, hidden);
+        full = hidden;
+      }
+      walk(full);
+    }
+  };
+  walk(dir);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 /** Flushes a folder's entries (the renames into it) to disk. */
 export function syncFolder(dir: string): void {
   const fd = fs.openSync(dir, "r");
@@ -109,7 +132,7 @@ export function recoverLeftovers(target: string): string[] {
   for (const { n } of mine) {
     const full = path.join(dir, n);
     if (!fs.existsSync(full)) continue;
-    fs.rmSync(full, { recursive: true, force: true });
+    removeTree(full);
     done.push(`removed ${full}, left by a run that was stopped`);
   }
   return done;

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PlanLink } from "../../compiler/index.js";
-import { recoverLeftovers, swapIn, syncFolder, type Exchange, nativeExchange } from "./atomic.js";
+import { recoverLeftovers, removeTree, swapIn, syncFolder, type Exchange, nativeExchange } from "./atomic.js";
 import { COMPILE_FILES, folderOwnership, leftoverOf, tempName } from "./owned.js";
 
 /** Folders of the links a compile makes; rewritten whole by every compile. */
@@ -98,5 +98,5 @@ export function writeCompileFolder(dir: string, files: Record<string, string>, l
     throw e;
   }
   const old = swapIn(staging, target, exchange);
-  if (old) fs.rmSync(old, { recursive: true, force: true });
+  if (old) removeTree(old);
 }
