@@ -101,6 +101,15 @@ describe("loraflow eval", () => {
     expect(tuned).not.toBe(base);
   });
 
+  it("reads a model, adapter and data named from another folder", () => {
+    const elsewhere = tempDir("loraflow-eval-cwd-");
+    const args = ["eval", "--model", path.join(dir, "model-F32-1"), "--data", path.join(dir, "data.jsonl"), "--adapter", path.join(dir, "adapter-fp32onefile"), "--json"];
+    const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "loraflow.js"), ...args], { cwd: elsewhere, encoding: "utf8" });
+    fs.rmSync(elsewhere, { recursive: true, force: true });
+    expect(r.stderr).toBe("");
+    expect(JSON.parse(r.stdout).loss).toBe(JSON.parse(evalCli(...args.slice(1)).stdout).loss);
+  });
+
   it.each([
     { args: ["--model", "nope", "--data", "data.jsonl"], pattern: /model folder .*nope does not exist/ },
     { args: ["--model", "model-F32-1", "--data", "missing.jsonl"], pattern: /data file .*missing\.jsonl does not exist/ },
