@@ -127,6 +127,35 @@ export const ARCH_LIMITS: Readonly<Record<"layers" | "hidden" | "heads" | "kvHea
   maxSeq: 1 << 24,
 };
 
+/** The fields each RoPE scaling the engine implements needs, as Hugging Face names them. */
+const ROPE_SCALING_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  linear: ["factor"],
+  llama3: ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+};
+
+/**
+ * A config.json's (or plan's) `rope_scaling`: "default" is none (null); "linear" and "llama3"
+ * (Llama 3.1 and later) come back with their fields checked, as the engine reads them; any
+ * other kind is not implemented, and training as if it were absent would learn for another
+ * model, so it is refused.
+ */
+export function ropeScalingCheck(scaling: Record<string, unknown>): { scaling: Record<string, unknown> | null; problem?: string; unsupported?: string } {
+  const type = scaling["rope_type"] ?? scaling["type"];
+  if (type === "default") return { scaling: null };
+  const fields = typeof type === "string" ? ROPE_SCALING_FIELDS[type] : undefined;
+  if (!fields) return { scaling: null, unsupported: `rope_scaling ${excerpt(JSON.stringify(type ?? null), 24)} (loraflow implements linear and llama3)` };
+  const out: Record<string, unknown> = { rope_type: type };
+  for (const f of fields) {
+    const v = scaling[f];
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) return { scaling: null, problem: `of type ${type} needs \`${f}\`, a positive number` };
+    out[f] = v;
+  }
+  if (type === "llama3" && !((out["high_freq_factor"] as number) > (out["low_freq_factor"] as number))) {
+    return { scaling: null, problem: "of type llama3 needs high_freq_factor above low_freq_factor" };
+  }
+  return { scaling: out };
+}
+
 /** Hugging Face LlamaConfig's defaults for the fields a config.json may leave out. */
 export const LLAMA_DEFAULTS = { ropeTheta: 10000, normEps: 1e-6, tieEmbeddings: false, maxSeq: 2048 } as const;
 
@@ -215,13 +244,12 @@ export function readLlamaConfig(config: unknown): ConfigReading {
   }
   const scaling = c["rope_scaling"];
   if (scaling !== undefined && scaling !== null) {
-    // The engine computes RoPE without scaling; training as if it were absent would silently
-    // learn for another model. Refused until the scaled frequencies (linear, llama3) are implemented.
     if (typeof scaling !== "object" || Array.isArray(scaling)) reading.problems.push("`rope_scaling` is not an object");
     else {
-      const type = (scaling as Record<string, unknown>)["rope_type"] ?? (scaling as Record<string, unknown>)["type"];
-      if (type !== "default") reading.unsupported.push(`rope_scaling ${excerpt(JSON.stringify(type ?? null), 24)} (loraflow computes RoPE without scaling)`);
-      else reading.arch.ropeScaling = scaling as Record<string, unknown>;
+      const check = ropeScalingCheck(scaling as Record<string, unknown>);
+      if (check.unsupported) reading.unsupported.push(check.unsupported);
+      else if (check.problem) reading.problems.push(`\`rope_scaling\` ${check.problem}`);
+      else reading.arch.ropeScaling = check.scaling;
     }
   }
   const act = c["hidden_act"];

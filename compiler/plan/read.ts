@@ -1,6 +1,6 @@
 import { diagnostic, jsonSyntaxReason, type Diagnostic } from "../../dsl/index.js";
 import { shortfall } from "../cost/memory.js";
-import { targetModules } from "../models/llama.js";
+import { ropeScalingCheck, targetModules } from "../models/llama.js";
 import { planMemory } from "./memory.js";
 import { PLAN_FORMAT, PlanSchema, type Plan } from "./schema.js";
 import { verifySchedule } from "./verify-schedule.js";
@@ -117,7 +117,10 @@ function adapterProblems(plan: Plan): string[] {
     if (new Set(a.targets).size !== a.targets.length) problems.push(`${at}: targets repeat a module`);
   });
   const scaling = plan.model.config.ropeScaling;
-  if (scaling !== null && (scaling["rope_type"] ?? scaling["type"]) !== "default") problems.push("model.config.ropeScaling: the engine computes RoPE without scaling");
+  if (scaling !== null) {
+    const check = ropeScalingCheck(scaling);
+    if (check.problem || check.unsupported || check.scaling === null) problems.push(`model.config.ropeScaling: ${check.problem ?? check.unsupported ?? "\"default\" is written as null"}`);
+  }
   // An out folder is replaced whole: it must not be the plan's folder, another adapter's out, or
   // hold what the run reads (its own init excepted: read before training, replaced after).
   const within = (inner: string, outer: string) => outer === "." || inner === outer || inner.startsWith(outer + "/");

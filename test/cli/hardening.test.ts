@@ -116,6 +116,7 @@ describe("2, 5, 9, 10: a plan the engine would misread is refused when read", ()
     { name: "an out that climbs", edit: (p: any) => (p.adapters[0].out = "../../victim"), pattern: /climbs out of the plan's folder/ },
     { name: "seqLen 3e7", edit: (p: any) => (p.adapters[0].seqLen = 3e7), pattern: /seqLen: Too big/ },
     { name: "two adapters with one out", edit: (p: any) => p.adapters.push({ ...p.adapters[0], name: "b" }), pattern: /are the same folder or one holds the other/ },
+    { name: "a rope_scaling the engine does not implement", edit: (p: any) => (p.model.config.ropeScaling = { rope_type: "yarn", factor: 4 }), pattern: /model\.config\.ropeScaling: rope_scaling "yarn"/ },
     { name: "steps unlike the schedule", edit: (p: any) => (p.adapters[0].steps = 5), pattern: /the schedule trains 2 steps of the 5 it declares/ },
   ])("$name", ({ edit, pattern }) => {
     const dir = workspace();
@@ -138,10 +139,13 @@ describe("2, 5, 9, 10: a plan the engine would misread is refused when read", ()
     expect(Date.now() - started).toBeLessThan(20_000);
   });
 
-  it("rope_scaling in config.json is refused, not ignored", () => {
+  it.each([
+    { scaling: { rope_type: "yarn", factor: 4 }, pattern: /error LF2013: .*unsupported rope_scaling "yarn" \(loraflow implements linear and llama3\)/ },
+    { scaling: { rope_type: "llama3", factor: 8 }, pattern: /error LF3003: .*`rope_scaling` of type llama3 needs `low_freq_factor`, a positive number/ },
+  ])("rope_scaling $scaling.rope_type that the engine would not apply is refused, not ignored", ({ scaling, pattern }) => {
     const dir = workspace(`model m { from "model" }\n${ADAPTER()}`);
-    writeLlamaFolder(path.join(dir, "model"), TINY, { config: { rope_scaling: { rope_type: "llama3", factor: 8 } } });
-    expect(loraflow(dir, "compile", "job.lf").stderr).toMatch(/error LF2013: .*unsupported rope_scaling "llama3"/);
+    writeLlamaFolder(path.join(dir, "model"), TINY, { config: { rope_scaling: scaling } });
+    expect(loraflow(dir, "compile", "job.lf").stderr).toMatch(pattern);
   });
 
   it("a plan that asks for more memory than the machine has is refused before it allocates", () => {

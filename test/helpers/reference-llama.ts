@@ -27,14 +27,38 @@ function rmsnorm(x: Matrix, w: Float64Array, eps: number): Matrix {
   });
 }
 
+/**
+ * inv_freq as transformers' modeling_rope_utils computes it on a float32 tensor: the default,
+ * then `inv_freq /= factor` (linear), or _compute_llama3_parameters step by step (a Python
+ * scalar over a tensor is `tensor.reciprocal() * scalar` in PyTorch; scalars meet the tensor
+ * as float32).
+ */
+function invFrequencies(a: TinyArch): number[] {
+  const f = Math.fround;
+  const hd = a.headDim;
+  const base = Array.from({ length: hd / 2 }, (_, i) => f(1 / f(Math.pow(a.ropeTheta, f((2 * i) / hd)))));
+  const s = a.ropeScaling;
+  if (!s) return base;
+  if (s.rope_type === "linear") return base.map((x) => f(x / f(s.factor)));
+  const old = s.original_max_position_embeddings!, low = s.low_freq_factor!, high = s.high_freq_factor!;
+  const lowWavelen = f(old / low), highWavelen = f(old / high);
+  return base.map((x) => {
+    const wavelen = f(f(1 / x) * f(2 * Math.PI));
+    const scaled = wavelen > lowWavelen ? f(x / f(s.factor)) : x;
+    const smooth = f(f(f(f(1 / wavelen) * f(old)) - f(low)) / f(high - low));
+    const smoothed = f(f(f(f(1 - smooth) * scaled) / f(s.factor)) + f(smooth * scaled));
+    return !(wavelen < highWavelen) && !(wavelen > lowWavelen) ? smoothed : scaled;
+  });
+}
+
 /** rotate_half: (x1, x2) -> (-x2, x1); q * cos + rotate_half(q) * sin, with cos/sin of cat(freqs, freqs). */
-function rope(x: Matrix, heads: number, hd: number, pos: Int32Array, theta: number): Matrix {
+function rope(x: Matrix, heads: number, hd: number, pos: Int32Array, inv: number[]): Matrix {
   return x.map((row, t) => {
     const out = row.slice();
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < hd; i++) {
         const f = i % (hd / 2);
-        const invFreq = Math.fround(1 / Math.fround(Math.pow(theta, Math.fround((2 * f) / hd))));
+        const invFreq = inv[f]!;
         const angle = Math.fround(pos[t]! * invFreq);
         const rotated = i < hd / 2 ? -row[h * hd + i + hd / 2]! : row[h * hd + i - hd / 2]!;
         out[h * hd + i] = row[h * hd + i]! * Math.cos(angle) + rotated * Math.sin(angle);
@@ -46,6 +70,7 @@ function rope(x: Matrix, heads: number, hd: number, pos: Int32Array, theta: numb
 
 export function referenceLoss(a: TinyArch, w: Record<string, Float64Array>, adapters: TestAdapter[], mb: TestMicroBatch): number {
   const T = mb.tokens.length;
+  const inv = invFrequencies(a);
   const adapterOf = (t: number) => mb.parts.find((p) => t >= p.row0 && t < p.row0 + p.rows)!;
   const project = (x: Matrix, layer: number, m: (typeof MODULES)[number], weight: Float64Array): Matrix => {
     const { in: i, out: o } = moduleShape(a, m);
@@ -65,8 +90,8 @@ export function referenceLoss(a: TinyArch, w: Record<string, Float64Array>, adap
   for (let l = 0; l < a.layers; l++) {
     const p = `model.layers.${l}.`;
     const n = rmsnorm(x, w[p + "input_layernorm.weight"]!, a.normEps);
-    const q = rope(project(n, l, "q_proj", w[p + "self_attn.q_proj.weight"]!), a.heads, hd, mb.pos, a.ropeTheta);
-    const k = rope(project(n, l, "k_proj", w[p + "self_attn.k_proj.weight"]!), a.kvHeads, hd, mb.pos, a.ropeTheta);
+    const q = rope(project(n, l, "q_proj", w[p + "self_attn.q_proj.weight"]!), a.heads, hd, mb.pos, inv);
+    const k = rope(project(n, l, "k_proj", w[p + "self_attn.k_proj.weight"]!), a.kvHeads, hd, mb.pos, inv);
     const v = project(n, l, "v_proj", w[p + "self_attn.v_proj.weight"]!);
     const att: Matrix = [];
     for (let t = 0; t < T; t++) {

@@ -11,6 +11,8 @@ export interface TinyArch {
   ropeTheta: number;
   normEps: number;
   tieEmbeddings: boolean;
+  /** Hugging Face's rope_scaling (linear or llama3), when the model has one. */
+  ropeScaling?: { rope_type: "linear" | "llama3"; factor: number; low_freq_factor?: number; high_freq_factor?: number; original_max_position_embeddings?: number };
 }
 
 export const MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;

@@ -11,7 +11,8 @@ import { writeTokenData } from "../helpers/train-job.js";
 
 const ARCH: TinyArch = { layers: 2, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 24, vocab: 32, ropeTheta: 10000, normEps: 1e-5, tieEmbeddings: false };
 
-function writeModel(dir: string, weights: Record<string, Float64Array>, dtype: "F32" | "BF16", shards: number): void {
+function writeModel(dir: string, weights: Record<string, Float64Array>, dtype: "F32" | "BF16", shards: number, arch: TinyArch = ARCH): void {
+  const ARCH = arch;
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(
     path.join(dir, "config.json"),
@@ -19,6 +20,7 @@ function writeModel(dir: string, weights: Record<string, Float64Array>, dtype: "
       model_type: "llama", hidden_act: "silu", num_hidden_layers: ARCH.layers, hidden_size: ARCH.hidden, num_attention_heads: ARCH.heads,
       num_key_value_heads: ARCH.kvHeads, intermediate_size: ARCH.ffn, vocab_size: ARCH.vocab, rms_norm_eps: ARCH.normEps, rope_theta: ARCH.ropeTheta,
       max_position_embeddings: 64, tie_word_embeddings: false, torch_dtype: dtype === "F32" ? "float32" : "bfloat16",
+      ...(ARCH.ropeScaling && { rope_scaling: ARCH.ropeScaling }),
     }),
   );
   const names = Object.keys(weights);
@@ -47,7 +49,7 @@ function evalCli(...args: string[]) {
 }
 
 /** The reference: each example alone through the independent implementation, summed, averaged. */
-function referenceMean(weights: Record<string, Float64Array>, adapter: TestAdapter | null): { loss: number; tokens: number } {
+function referenceMean(weights: Record<string, Float64Array>, adapter: TestAdapter | null, arch: TinyArch = ARCH): { loss: number; tokens: number } {
   const lines = fs.readFileSync(path.join(dir, "data.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { input_ids: number[]; labels?: number[] });
   let sum = 0;
   let tokens = 0;
@@ -57,7 +59,7 @@ function referenceMean(weights: Record<string, Float64Array>, adapter: TestAdapt
     mb.targets = Int32Array.from(line.input_ids, (_, i) => (i + 1 < labels.length ? labels[i + 1]! : -100));
     mb.parts[0]!.gradScale = 1;
     tokens += mb.targets.filter((t) => t >= 0).length;
-    sum += referenceLoss(ARCH, weights, adapter ? [adapter] : [{ rank: 1, scale: 0, dropout: 0, sites: {} }], mb);
+    sum += referenceLoss(arch, weights, adapter ? [adapter] : [{ rank: 1, scale: 0, dropout: 0, sites: {} }], mb);
   }
   return { loss: sum / tokens, tokens };
 }
@@ -92,6 +94,25 @@ describe("loraflow eval", () => {
       expect(got.tokens).toBe(ref.tokens);
       expect(Math.abs(got.loss - ref.loss) / ref.loss, `loss ${got.loss} vs reference ${ref.loss}`).toBeLessThan(2e-5);
     }
+  });
+
+  // head_dim 8: inv_freq 1, 0.1, 0.01, 0.001 (wavelengths 6.3 to 6283), so with an original
+  // length of 64 llama3 keeps the first, blends the second and divides the last two.
+  const SCALED: TinyArch = { ...ARCH, heads: 2, kvHeads: 1, headDim: 8 };
+  it.each([
+    { name: "linear", ropeScaling: { rope_type: "linear" as const, factor: 4 } },
+    { name: "llama3", ropeScaling: { rope_type: "llama3" as const, factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } },
+  ])("applies $name rope_scaling as transformers does", ({ name, ropeScaling }) => {
+    const arch = { ...SCALED, ropeScaling };
+    const w = randomWeights(arch, 31);
+    const model = path.join(dir, `model-rope-${name}`);
+    writeModel(model, w, "F32", 1, arch);
+    const got = JSON.parse(evalCli("--model", model, "--data", "data.jsonl", "--json").stdout) as { loss: number };
+    const ref = referenceMean(w, null, arch);
+    const unscaled = referenceMean(w, null, SCALED);
+    expect(Math.abs(got.loss - ref.loss) / ref.loss, `loss ${got.loss} vs reference ${ref.loss}`).toBeLessThan(2e-5);
+    // The scaling matters to the loss, by more than the tolerance above.
+    expect(Math.abs(unscaled.loss - ref.loss) / ref.loss).toBeGreaterThan(1e-4);
   });
 
   it("an adapter changes the loss", () => {

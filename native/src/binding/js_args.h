@@ -106,6 +106,20 @@ inline LlamaConfig llama_config(const Napi::Object& o) {
   // the products below overflow.
   LF_CHECK(c.layers <= 1024 && c.hidden <= (1 << 20) && c.heads <= 4096 && c.head_dim <= (1 << 16) && c.ffn <= (1 << 22) && c.vocab <= (1 << 24),
            "config: a size is beyond what loraflow takes (layers 1024, hidden 2^20, heads 4096, head_dim 2^16, ffn 2^22, vocab 2^24)");
+  if (o.Has("ropeScaling") && o.Get("ropeScaling").IsObject()) {
+    Napi::Object s = o.Get("ropeScaling").As<Napi::Object>();
+    const std::string type = s.Has("rope_type") && s.Get("rope_type").IsString() ? s.Get("rope_type").As<Napi::String>().Utf8Value() : "";
+    LF_CHECK(type == "linear" || type == "llama3", "config: ropeScaling of type `" << type << "` is not implemented");
+    c.rope_scaling = type == "linear" ? LlamaConfig::kLinear : LlamaConfig::kLlama3;
+    c.rope_factor = number(s, "factor", "config.ropeScaling");
+    if (c.rope_scaling == LlamaConfig::kLlama3) {
+      c.rope_low_freq_factor = number(s, "low_freq_factor", "config.ropeScaling");
+      c.rope_high_freq_factor = number(s, "high_freq_factor", "config.ropeScaling");
+      c.rope_original_max = number(s, "original_max_position_embeddings", "config.ropeScaling");
+    }
+    LF_CHECK(std::isfinite(c.rope_factor) && c.rope_factor > 0 && c.rope_low_freq_factor > 0 && c.rope_high_freq_factor > c.rope_low_freq_factor && c.rope_original_max > 0,
+             "config: ropeScaling's numbers are out of range");
+  }
   LF_CHECK(std::isfinite(c.rope_theta) && c.rope_theta > 0 && std::isfinite(c.norm_eps) && c.norm_eps > 0, "config: ropeTheta and normEps must be positive");
   return c;
 }

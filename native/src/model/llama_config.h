@@ -9,6 +9,10 @@ struct LlamaConfig {
   int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
   double rope_theta = 10000, norm_eps = 1e-6;
   bool tie_embeddings = false;
+  // RoPE scaling as Hugging Face's rope_scaling names it: none, linear (factor), or llama3
+  // (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings).
+  enum RopeScaling { kNone = 0, kLinear, kLlama3 } rope_scaling = kNone;
+  double rope_factor = 1, rope_low_freq_factor = 1, rope_high_freq_factor = 4, rope_original_max = 8192;
 
   int64_t q_dim() const { return heads * head_dim; }
   int64_t kv_dim() const { return kv_heads * head_dim; }

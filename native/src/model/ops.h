@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "model/llama_config.h"
 
 namespace loraflow::ops {
 
@@ -54,6 +55,36 @@ inline std::vector<float> rope_inv_freq(int64_t head_dim, double theta) {
   std::vector<float> f(static_cast<size_t>(head_dim / 2));
   for (int64_t i = 0; i < head_dim / 2; i++) {
     f[static_cast<size_t>(i)] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  }
+  return f;
+}
+
+// inv_freq with the config's RoPE scaling, in float as Hugging Face computes it
+// (_compute_linear_scaling_rope_parameters, _compute_llama3_parameters): linear divides every
+// frequency by the factor; llama3 divides the low frequencies (wavelength past
+// original_max / low_freq_factor), keeps the high ones (wavelength below original_max /
+// high_freq_factor), and blends between them.
+inline std::vector<float> rope_inv_freq(const LlamaConfig& c) {
+  std::vector<float> f = rope_inv_freq(c.head_dim, c.rope_theta);
+  // Each step in float, as PyTorch runs them on a float32 tensor with Python scalars (the
+  // scalars cast to float; `scalar / tensor` is `tensor.reciprocal() * scalar`).
+  const float factor = static_cast<float>(c.rope_factor);
+  if (c.rope_scaling == LlamaConfig::kLinear) {
+    for (float& x : f) x = x / factor;
+  } else if (c.rope_scaling == LlamaConfig::kLlama3) {
+    const float low = static_cast<float>(c.rope_low_freq_factor), old_len = static_cast<float>(c.rope_original_max);
+    const float span = static_cast<float>(c.rope_high_freq_factor - c.rope_low_freq_factor);
+    const float low_wavelen = static_cast<float>(c.rope_original_max / c.rope_low_freq_factor);
+    const float high_wavelen = static_cast<float>(c.rope_original_max / c.rope_high_freq_factor);
+    const float two_pi = static_cast<float>(2 * M_PI);
+    for (float& x : f) {
+      const float wavelen = (1.0f / x) * two_pi;
+      const float scaled = wavelen > low_wavelen ? x / factor : x;
+      const float smooth = ((1.0f / wavelen) * old_len - low) / span;
+      const float smoothed = ((1.0f - smooth) * scaled) / factor + smooth * scaled;
+      const bool medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+      x = medium ? smoothed : scaled;
+    }
   }
   return f;
 }

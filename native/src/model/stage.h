@@ -80,7 +80,7 @@ class Stage {
  public:
   Stage(const LlamaConfig& config, int64_t first_block, int64_t last_block, bool embedding, bool head, StageWeights<S> weights)
       : c_(config), b0_(first_block), b1_(last_block), embedding_(embedding), head_(head), w_(std::move(weights)),
-        inv_freq_(ops::rope_inv_freq(config.head_dim, config.rope_theta)) {
+        inv_freq_(ops::rope_inv_freq(config)) {
     LF_CHECK(b0_ >= 0 && b1_ <= 2 * c_.layers && b0_ <= b1_, "stage blocks [" << b0_ << ", " << b1_ << ") are outside the model");
     LF_CHECK(static_cast<int64_t>(w_.layers.size()) == layer_count(), "stage has " << w_.layers.size() << " layers of weights, needs " << layer_count());
   }
