@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import type { Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
 import { readTokens } from "./data/tokens.js";
@@ -59,6 +60,14 @@ function byId<T extends { id: number; parts: unknown }>(microBatches: readonly T
     out[mb.id] = mb.parts;
   }
   return out;
+}
+
+function realPath(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
 }
 
 const warn = (options: RunOptions, code: string, message: string) => options.onWarning?.({ code, message });
@@ -128,7 +137,8 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     throw e;
   }
 
-  const baseModel = plan.model.folder === null ? plan.model.name : resolveInPlan(planDir, plan.model.folder);
+  // adapter_config.json names the model folder itself, not the link the plan reaches it by.
+  const baseModel = plan.model.folder === null ? plan.model.name : realPath(resolveInPlan(planDir, plan.model.folder));
   let result: TrainResult;
   let tokens = 0;
   const lastLoss = new Array<number>(plan.adapters.length).fill(NaN);
@@ -167,12 +177,14 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         if (!save) return;
         const a = plan.adapters[c.adapter]!;
         // A checkpoint that cannot be written is reported; training and the final save go on.
+        let dir: string;
         try {
-          const dir = outputs[c.adapter]!.writeCheckpoint(c.step, encodeAdapter(a, c.sites, baseModel));
-          guarded(() => options.onCheckpoint?.(a.name, c.step, dir))(undefined);
+          dir = outputs[c.adapter]!.writeCheckpoint(c.step, encodeAdapter(a, c.sites, baseModel));
         } catch (e) {
           warn(options, "LF6005", `adapter "${a.name}": checkpoint ${c.step} was not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+          return;
         }
+        guarded((at: string) => options.onCheckpoint?.(a.name, c.step, at))(dir);
       },
     );
     // The engine settles its promise only after every progress and checkpoint call was delivered.

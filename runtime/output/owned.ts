@@ -55,11 +55,6 @@ function ourAdapterFile(file: string): boolean {
   return header.ok && header.metadata[ADAPTER_MARK.key] === ADAPTER_MARK.value;
 }
 
-/**
- * An adapter folder loraflow wrote: adapter_config.json with adapter_model.safetensors (marked),
- * its checkpoint-STEP folders (each such a folder, without checkpoints of its own), staging
- * leftovers of its own; or only checkpoints (a run that stopped before its end); or nothing.
- */
 /** "holds a, b/ and 3 more, which loraflow did not write" */
 function foreign(found: fs.Dirent[]): Ownership {
   const names = found.map((e) => e.name + (e.isDirectory() ? "/" : ""));
@@ -67,6 +62,12 @@ function foreign(found: fs.Dirent[]): Ownership {
   return notOwned(`holds ${shown}, which loraflow did not write`);
 }
 
+/**
+ * An adapter folder loraflow wrote: adapter_config.json with adapter_model.safetensors (marked),
+ * its checkpoint-STEP folders (each such a folder, without checkpoints of its own), staging
+ * leftovers of its own; or only checkpoints (a run that stopped before its end); or nothing.
+ * Why not, when not, is a predicate: "holds ...", "is ...".
+ */
 export function adapterFolderOwnership(dir: string, checkpoint = false): Ownership {
   const names = new Set<string>();
   const others: fs.Dirent[] = [];
@@ -85,9 +86,9 @@ export function adapterFolderOwnership(dir: string, checkpoint = false): Ownersh
   if (others.length > 0) return foreign(others);
   const hasConfig = names.has(ADAPTER_FILES[0]);
   const hasWeights = names.has(ADAPTER_FILES[1]);
-  if (hasConfig !== hasWeights) return notOwned(`it holds ${hasConfig ? ADAPTER_FILES[0] : ADAPTER_FILES[1]} without ${hasConfig ? ADAPTER_FILES[1] : ADAPTER_FILES[0]}`);
-  if (hasWeights && !ourAdapterFile(path.join(dir, ADAPTER_FILES[1]))) return notOwned("its adapter_model.safetensors was not written by loraflow");
-  if (checkpoint && !hasWeights) return notOwned("it is an empty checkpoint");
+  if (hasConfig !== hasWeights) return notOwned(`holds ${hasConfig ? ADAPTER_FILES[0] : ADAPTER_FILES[1]} without ${hasConfig ? ADAPTER_FILES[1] : ADAPTER_FILES[0]}`);
+  if (hasWeights && !ourAdapterFile(path.join(dir, ADAPTER_FILES[1]))) return notOwned("holds an adapter_model.safetensors loraflow did not write");
+  if (checkpoint && !hasWeights) return notOwned("is an empty checkpoint");
   return owned;
 }
 
@@ -115,7 +116,7 @@ export function folderOwnership(dir: string, compileFolder = false): Ownership {
     } catch {
       format = undefined;
     }
-    if (typeof format !== "string" || !format.startsWith("loraflow.plan/")) return notOwned("its plan.json is not a loraflow plan");
+    if (typeof format !== "string" || !format.startsWith("loraflow.plan/")) return notOwned("holds a plan.json that is not a loraflow plan");
   }
   return owned;
 }

@@ -91,7 +91,7 @@ describe("1: an out folder loraflow did not write is refused, never emptied", ()
     fs.writeFileSync(path.join(dir, "theirs/adapter_config.json"), "{}");
     writeSafetensors(path.join(dir, "theirs/adapter_model.safetensors"), []);
     const before = snapshot(path.join(dir, "theirs"));
-    refusal(loraflow(dir, "run", "job.lf"), "LF6004", /adapter_model\.safetensors was not written by loraflow/);
+    refusal(loraflow(dir, "run", "job.lf"), "LF6004", /out folder theirs holds an adapter_model\.safetensors loraflow did not write/);
     expect(snapshot(path.join(dir, "theirs"))).toEqual(before);
   });
 
@@ -103,6 +103,20 @@ describe("1: an out folder loraflow did not write is refused, never emptied", ()
     expect(r.code, r.stderr).toBe(0);
     expect(fs.readdirSync(path.join(dir, "out/job/adapters/a")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-2"]);
     expect(fs.readdirSync(path.join(dir, "out/job/adapters")).filter((n) => n.startsWith("."))).toEqual([]);
+  });
+});
+
+describe("3: inputs outside the plan's folder", () => {
+  it("are reached through the compile's links, and the adapter names the model folder itself", () => {
+    const dir = workspace(`model m { from "model" }\n${ADAPTER('out "../elsewhere-out"')}`);
+    const r = loraflow(dir, "run", "job.lf");
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.readlinkSync(path.join(dir, "out/job/inputs/model"))).toBe("../../../model");
+    expect(fs.lstatSync(path.join(dir, "out/job/outputs/a")).isSymbolicLink()).toBe(true);
+    const out = path.join(dir, "../elsewhere-out");
+    dirs.push(out);
+    const config = JSON.parse(fs.readFileSync(path.join(out, "adapter_config.json"), "utf8"));
+    expect(config.base_model_name_or_path).toBe(fs.realpathSync(path.join(dir, "model")));
   });
 });
 
