@@ -160,10 +160,10 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         stages: plan.stages.map((s) => ({ blocks: s.blocks, embedding: s.embedding, head: s.head })),
         weights: Object.fromEntries(weights),
         adapters,
-        phases: phases.map((p) => ({
+        phases: phases.map((p, i) => ({
           rounds: p.rounds,
           adapters: p.adapters,
-          microBatches: byId(p.microBatches, phases.indexOf(p)),
+          microBatches: byId(p.microBatches, i),
           actions: p.actions.map(actionCodes),
         })),
         blasThreads: options.threads ?? 1,
