@@ -11,8 +11,6 @@ import { resolveInPlan } from "./plan-paths.js";
 import { loadBaseWeights } from "./weights/base-weights.js";
 import { encodeAdapter, initLora, loadLora, type LoraSites } from "./weights/lora.js";
 
-export { checkMemory };
-
 export interface StepReport {
   adapter: string;
   step: number;

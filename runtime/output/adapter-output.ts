@@ -35,7 +35,7 @@ function writeAdapterFiles(dir: string, files: AdapterFiles): void {
  * previous run's adapter and checkpoints, whole; after, it holds this run's, whole.
  */
 export class AdapterOutput {
-  readonly target: string;
+  private resolved: string;
   private staging: string | undefined;
   /** The first of the out folder's parents that prepare created, if any: abandon removes it again. */
   private created: string | undefined;
@@ -45,12 +45,12 @@ export class AdapterOutput {
     out: string,
     private readonly exchange: Exchange | undefined = nativeExchange(),
   ) {
-    this.target = path.resolve(out);
+    this.resolved = path.resolve(out);
   }
 
-  /** The folder checkpoints are in while the run trains. */
-  get stagingFolder(): string | undefined {
-    return this.staging;
+  /** Where the adapter goes: `out`, or where `out` links to once prepare has looked. */
+  get target(): string {
+    return this.resolved;
   }
 
   /** Checks and readies the out folder; returns what it found and put right, for the user. */
@@ -69,7 +69,7 @@ export class AdapterOutput {
     if (st?.isSymbolicLink()) {
       const dest = path.resolve(path.dirname(target), fs.readlinkSync(target));
       target = fs.existsSync(dest) ? fs.realpathSync(dest) : dest;
-      (this as { target: string }).target = target;
+      this.resolved = target;
       st = fs.existsSync(target) ? fs.lstatSync(target) : undefined;
       if (st?.isSymbolicLink() || (!st && isDanglingLink(target))) throw refuse("is a symbolic link to a symbolic link");
     }

@@ -11,19 +11,24 @@ import { leftoverOf, tempName } from "./owned.js";
  * so the next run can tell a dead writer's leftovers from a live one's.
  */
 
-/** Writes `bytes` as `file`: staged, flushed, renamed over it. */
-export function writeFileDurably(file: string, bytes: string | Uint8Array): void {
-  const temp = tempName(file);
-  const fd = fs.openSync(temp, "wx", 0o644);
+/** Writes a new file (refusing one that exists) and flushes it to disk; removed again on failure. */
+export function writeNewFile(file: string, bytes: string | Uint8Array): void {
+  const fd = fs.openSync(file, "wx", 0o644);
   try {
     fs.writeFileSync(fd, bytes);
     fs.fsyncSync(fd);
   } catch (e) {
     fs.closeSync(fd);
-    fs.rmSync(temp, { force: true });
+    fs.rmSync(file, { force: true });
     throw e;
   }
   fs.closeSync(fd);
+}
+
+/** Writes `bytes` as `file`: staged, flushed, renamed over it. */
+export function writeFileDurably(file: string, bytes: string | Uint8Array): void {
+  const temp = tempName(file);
+  writeNewFile(temp, bytes);
   fs.renameSync(temp, file);
 }
 

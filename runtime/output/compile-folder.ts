@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PlanLink } from "../../compiler/index.js";
-import { recoverLeftovers, removeTree, swapIn, syncFolder, type Exchange, nativeExchange } from "./atomic.js";
+import { recoverLeftovers, removeTree, swapIn, syncFolder, writeNewFile, type Exchange, nativeExchange } from "./atomic.js";
 import { COMPILE_FILES, folderOwnership, leftoverOf, tempName } from "./owned.js";
 
 /** Folders of the links a compile makes; rewritten whole by every compile. */
@@ -30,7 +30,7 @@ function liveWriters(dir: string, depth = 3): string[] {
   const found: string[] = [];
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const l = leftoverOf(dir, e.name);
-    if (l && !l.abandoned && !e.name.includes(`-${process.pid}-`)) found.push(path.join(dir, e.name));
+    if (l && !l.abandoned && !l.mine) found.push(path.join(dir, e.name));
     else if (!l && depth > 0 && e.isDirectory() && !e.isSymbolicLink()) found.push(...liveWriters(path.join(dir, e.name), depth - 1));
   }
   return found;
@@ -76,15 +76,8 @@ export function writeCompileFolder(dir: string, files: Record<string, string>, l
   const staging = tempName(target);
   fs.mkdirSync(staging, { mode: 0o755 });
   try {
-    for (const [name, content] of Object.entries(files)) {
-      const fd = fs.openSync(path.join(staging, name), "wx", 0o644);
-      try {
-        fs.writeFileSync(fd, content);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-    }
+    // The staging folder is this compile's alone: its files need no staging of their own.
+    for (const [name, content] of Object.entries(files)) writeNewFile(path.join(staging, name), content);
     makePlanLinks(target, links, staging);
     if (fs.existsSync(target)) {
       for (const e of fs.readdirSync(target)) {

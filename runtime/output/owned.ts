@@ -24,11 +24,12 @@ export function tempName(target: string, kind: "tmp" | "old" = "tmp"): string {
 }
 
 /** For a staging name: what it stood beside and whether its writer is gone; undefined if not one of ours. */
-export function leftoverOf(dir: string, entry: string): { target: string; kind: "tmp" | "old"; abandoned: boolean } | undefined {
+export function leftoverOf(dir: string, entry: string): { target: string; kind: "tmp" | "old"; mine: boolean; abandoned: boolean } | undefined {
   const m = TEMP.exec(entry);
   if (!m) return undefined;
   const pid = Number(m[3]);
-  return { target: path.join(dir, m[1]!), kind: m[2] as "tmp" | "old", abandoned: pid !== process.pid && !alive(pid) };
+  const mine = pid === process.pid;
+  return { target: path.join(dir, m[1]!), kind: m[2] as "tmp" | "old", mine, abandoned: !mine && !alive(pid) };
 }
 
 function alive(pid: number): boolean {

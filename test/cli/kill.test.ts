@@ -1,9 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { tempDir } from "../helpers/hf-model.js";
-import { copyFolder, counts, expectComplete as complete, killAt, loraflow, withStrace } from "../helpers/kill.js";
-import { writeTokenData } from "../helpers/train-job.js";
+import { expect, it } from "vitest";
+import { counts, expectComplete as complete, killAt, killWorkspace, loraflow, withStrace } from "../helpers/kill.js";
 
 /**
  * SIGKILL at every file-system change a run makes (each rename, exchange, mkdir, unlink and
@@ -12,22 +10,8 @@ import { writeTokenData } from "../helpers/train-job.js";
  * the new one, and the next run puts right what was left and finishes clean.
  * (kill-compile.test.ts does the same to `loraflow compile`.)
  */
-const JOB = `model tiny { arch llama layers 2 hidden 16 heads 4 kv_heads 2 ffn 32 vocab 64 max_seq 64 dtype fp32 }
-adapter a { data "data.jsonl" format tokens seq_len 16 batch 2 micro_batch 1 steps 4 save_every 1 }
-`;
-
-let base: string;
-const scratch: string[] = [];
-beforeAll(() => {
-  base = tempDir("loraflow-kill-");
-  writeTokenData(path.join(base, "data.jsonl"), 12, 64, 9);
-  fs.writeFileSync(path.join(base, "job.lf"), JOB);
-  // A finished run first, so that the killed runs replace an earlier adapter.
-  expect(loraflow(base, ["run", "job.lf", "--max-steps", "2"]).status).toBe(0);
-});
-afterAll(() => [base, ...scratch].forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
-
-const copyOfBase = () => copyFolder(base, scratch);
+const workspace = killWorkspace("loraflow-kill-");
+const copyOfBase = workspace.copy;
 
 // 2 layers x (q_proj, v_proj) x (A, B)
 const expectComplete = (dir: string) => complete(dir, 8);
@@ -44,7 +28,7 @@ function expectEveryFolderComplete(dir: string): void {
 withStrace("a run killed at any file-system change", () => {
   it("leaves every adapter and checkpoint folder complete, and the next run finishes clean", () => {
     const args = ["run", "out/job"];
-    const previous = expectComplete(path.join(base, "out/job/adapters/a"));
+    const previous = expectComplete(path.join(workspace.base(), "out/job/adapters/a"));
     const calls = counts(copyOfBase(), args);
     expect(calls.get("rename")).toBeGreaterThan(5);
     expect(calls.get("renameat2")).toBeGreaterThan(0);

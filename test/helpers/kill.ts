@@ -1,11 +1,12 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { describe, expect } from "vitest";
+import { afterAll, beforeAll, describe, expect } from "vitest";
 import { ADAPTER_MARK } from "../../runtime/output/owned.js";
 import { readSafetensorsFile } from "../../runtime/weights/safetensors.js";
 import { tempDir } from "./hf-model.js";
 import { ROOT } from "./paths.js";
+import { writeTokenData } from "./train-job.js";
 
 /** What the kill tests share: strace to count and to kill at syscalls, and the folder checks. */
 
@@ -52,4 +53,26 @@ export function copyFolder(dir: string, scratch: string[]): string {
   scratch.push(copy);
   fs.cpSync(dir, copy, { recursive: true, verbatimSymlinks: true });
   return copy;
+}
+
+/** The job the kill tests run: one adapter of 2 layers x (q_proj, v_proj), a checkpoint every step. */
+export const KILL_JOB = `model tiny { arch llama layers 2 hidden 16 heads 4 kv_heads 2 ffn 32 vocab 64 max_seq 64 dtype fp32 }
+adapter a { data "data.jsonl" format tokens seq_len 16 batch 2 micro_batch 1 steps 4 save_every 1 }
+`;
+
+/**
+ * A folder with KILL_JOB, its data and a finished run of it (so that what is killed replaces an
+ * earlier adapter), and the scratch copies made of it, all removed after the file's tests.
+ */
+export function killWorkspace(prefix: string): { base: () => string; copy: () => string } {
+  let base = "";
+  const scratch: string[] = [];
+  beforeAll(() => {
+    base = tempDir(prefix);
+    writeTokenData(path.join(base, "data.jsonl"), 12, 64, 9);
+    fs.writeFileSync(path.join(base, "job.lf"), KILL_JOB);
+    expect(loraflow(base, ["run", "job.lf", "--max-steps", "2"]).status).toBe(0);
+  });
+  afterAll(() => [base, ...scratch].forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  return { base: () => base, copy: () => copyFolder(base, scratch) };
 }
