@@ -38,6 +38,7 @@ export function main(argv: string[]): void {
     .option("--json", "also print summary.json to stdout")
     .option("--compare", "print the table of every schedule weighed for this job: makespan, idle, peak memory, fits")
     .addOption(new Option("--dump-ir <pass>", "print the IR after a pass as JSON").choices(PASS_NAMES))
+    .addOption(new Option("--emit <what>", "also print the compiled stage programs, one op a line").choices(["programs"]))
     .action((job: string, flags: CompileFlags) => {
       process.exitCode = compileCommand(job, flags);
     });

@@ -1,5 +1,5 @@
 import * as os from "node:os";
-import { planMemory, type Plan } from "../compiler/index.js";
+import { lowerPlanPrograms, programsMemory, type Plan } from "../compiler/index.js";
 import { formatBytes } from "../dsl/index.js";
 import { RunError } from "./errors.js";
 
@@ -7,12 +7,12 @@ import { RunError } from "./errors.js";
  * What a CPU run will hold at its peak, from the plan alone, so that it is refused before
  * anything large is allocated: the base weights in fp32 three times over while they are handed
  * to the engine (JavaScript's copy, the binding's, the stage arenas), each stage's adapter state
- * and activations as the memory plan counts them in fp32, the LoRA weights JavaScript holds,
+ * and activation arenas as its programs lay them out in fp32, the LoRA weights JavaScript holds,
  * and the tokenised data (four [sequences, seq_len] int32 arrays and the step order, on both
  * sides of the binding).
  */
 export function runMemoryNeed(plan: Plan): number {
-  const stages = planMemory({ ...plan, model: { ...plan.model, dtype: "fp32" } });
+  const stages = programsMemory(lowerPlanPrograms(plan, "fp32"));
   let bytes = 3 * plan.model.parameters * 4;
   for (const s of stages) bytes += s.adapterBytes + s.activationBytes + s.workspaceBytes;
   for (const a of plan.adapters) {

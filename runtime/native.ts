@@ -2,6 +2,7 @@ import * as fs from "node:fs";
 import { createRequire } from "node:module";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { modelGradPrograms, type ModelGradSpec } from "./model-programs.js";
 
 /** What the C++ engine exports (native/src/binding). */
 export interface NativeEngine {
@@ -41,7 +42,10 @@ export interface CheckpointEvent {
 
 export interface TrainResult {
   adapters: Record<string, { A: Float32Array; B: Float32Array }>[];
-  stages: { busySeconds: number; waitSeconds: number; weightBytes: number; adapterBytes: number }[];
+  /** Per stage: busy and waiting time, and the three arenas it allocated (bytes). */
+  stages: { busySeconds: number; waitSeconds: number; weightBytes: number; adapterBytes: number; activationBytes: number }[];
+  /** Heap allocations the stage workers made inside the training loop: 0, or -1 where the build cannot count them (sanitized). */
+  loopAllocations: number;
 }
 
 let cached: NativeEngine | undefined;
@@ -65,6 +69,23 @@ export function loadNative(): NativeEngine {
   if (!fs.existsSync(file)) {
     throw new Error(`loraflow's native engine is not built (${file} is missing): run \`npm ci\` or \`npm run build:native\` (needs cmake and a C++17 compiler)`);
   }
-  cached = createRequire(import.meta.url)(file) as NativeEngine;
+  const engine = createRequire(import.meta.url)(file) as NativeEngine;
+  // modelGrad runs compiled programs: lowered here for the spec unless it brings its own.
+  const modelGrad = engine.modelGrad.bind(engine);
+  cached = {
+    ...engine,
+    modelGrad(spec: unknown) {
+      const s = spec as ModelGradSpec;
+      let programs: unknown = s?.programs;
+      if (programs === undefined) {
+        try {
+          programs = modelGradPrograms(s);
+        } catch {
+          programs = undefined; // a malformed spec: the engine says what is wrong with it
+        }
+      }
+      return modelGrad({ ...s, programs });
+    },
+  };
   return cached;
 }

@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import type { Plan } from "../compiler/index.js";
+import { lowerPlanPrograms, type Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
 import { readTokens } from "./data/tokens.js";
 import { RunError } from "./errors.js";
@@ -44,6 +44,8 @@ export interface RunOptions {
 export interface RunResult {
   adapters: { name: string; out: string; steps: number; loss: number; sites: LoraSites }[];
   stages: TrainResult["stages"];
+  /** Heap allocations inside the engine's training loop: 0 (-1 where the build cannot count them). */
+  loopAllocations: number;
   tokens: number;
   seconds: number;
 }
@@ -71,6 +73,15 @@ function realPath(p: string): string {
 const warn = (options: RunOptions, code: string, message: string) => options.onWarning?.({ code, message });
 
 /**
+ * The programs the CPU engine runs: the plan's (readPlan validated them) when they are fp32 and
+ * the phases are the plan's; else the same lowering in fp32 over the phases that will run.
+ */
+function programsFor(plan: Plan, phases: Plan["schedule"]["phases"]): Plan["programs"] {
+  if (plan.programs.dtype === "f32" && phases === plan.schedule.phases) return plan.programs;
+  return lowerPlanPrograms({ ...plan, schedule: { ...plan.schedule, phases } }, "fp32");
+}
+
+/**
  * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format (and, every
  * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything the run reads (weights,
  * data, init adapters) is read and checked, its memory counted and its out folders readied
@@ -84,6 +95,8 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       throw new RunError("unsupportedData", `adapter "${a.name}": format ${a.data.format} needs a tokenizer; \`loraflow run\` reads \`tokens\` data (JSONL of input_ids and labels) today`);
     }
   }
+  // Micro-batch ids first: everything after (the memory count, the engine) indexes by them.
+  const microBatches = phases.map((p, i) => byId(p.microBatches, i));
   checkMemory(plan);
 
   // Data and adapters first: they are cheap to check, the base weights are not.
@@ -156,12 +169,14 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       {
         config: plan.model.config,
         stages: plan.stages.map((s) => ({ blocks: s.blocks, embedding: s.embedding, head: s.head })),
+        // The engine computes in fp32: the plan's own programs when they are, else the same lowered in fp32.
+        programs: programsFor(plan, phases),
         weights: Object.fromEntries(weights),
         adapters,
         phases: phases.map((p, i) => ({
           rounds: p.rounds,
           adapters: p.adapters,
-          microBatches: byId(p.microBatches, i),
+          microBatches: microBatches[i],
           actions: p.actions.map(actionCodes),
         })),
         blasThreads: options.threads ?? 1,
@@ -216,5 +231,5 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     return { name: a.name, out: save ? outputs[i]!.target : resolveInPlan(planDir, a.out), steps: steps[i]!, loss: lastLoss[i]!, sites };
   });
   if (failures.length > 0) throw new RunError(failures[0]!.kind, failures.map((f) => f.message).join("\n"));
-  return { adapters: out, stages: result.stages, tokens, seconds };
+  return { adapters: out, stages: result.stages, loopAllocations: result.loopAllocations, tokens, seconds };
 }

@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { compile, comparisonRows, Diagnostics, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
+import { compile, comparisonRows, Diagnostics, formatPrograms, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
 import { describePlan, table } from "../print-summary.js";
 import { readTextOrReport } from "../read-text.js";
 import { CompileFolderError, writeCompileFolder } from "../../runtime/output/compile-folder.js";
@@ -12,6 +12,8 @@ export interface CompileFlags {
   json?: boolean;
   compare?: boolean;
   dumpIr?: string;
+  /** `programs`: print each stage's compiled programs in their text form. */
+  emit?: "programs";
 }
 
 export function defaultPlanDir(jobPath: string): string {
@@ -64,8 +66,9 @@ export function compileToDir(jobPath: string, flags: CompileFlags, verbose: bool
     printError(`loraflow: error ${Diagnostics.outputRefused.code}: ${why}; nothing written\n`);
     return undefined;
   }
+  if (verbose && flags.emit === "programs") print(formatPrograms(result.plan.programs));
   if (verbose && flags.json) print(JSON.stringify(result.summary, null, 2) + "\n");
-  else if (verbose && flags.dumpIr === undefined) {
+  else if (verbose && flags.dumpIr === undefined && flags.emit === undefined) {
     print(`${describePlan(result.plan, result.summary)}\nwrote ${path.join(dir, "plan.json")}, plan.ts, summary.json, schedule.svg, trace.json and report.html\n`);
   }
   return { plan: result.plan, summary: result.summary, dir };

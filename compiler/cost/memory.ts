@@ -1,19 +1,16 @@
 /**
- * The memory model: what a stage holds at its peak. Base weights of its blocks (in the model's
- * dtype), the LoRA state of every adapter on those blocks (fp32 weights, gradients and optimizer
- * moments), and the activations stashed for backward by every micro-batch in flight, counted by
- * walking the stage's action list (a forward stashes, its backward frees). With `recompute`, a
- * block stashes only its input and recomputes the rest in backward. On top of the stashes, the
- * block being computed needs a workspace: its whole activation set and, in backward, their
- * gradients (with the head's fp32 logits and their gradient on the last stage); counting it is
- * what lets the plan promise to fit, recompute or not.
+ * Memory: what a stage holds at its peak, and the estimates the partition search uses.
+ * The figures a plan shows come from its compiled programs (compiler/programs): the weights and
+ * adapter arenas, and the activation arena that the liveness allocator lays out over a round
+ * (each micro-batch's stash slot from its F to its B, message buffers around their SEND and
+ * RECV), followed by the workspace the largest program needs. The engine allocates exactly that.
+ * The per-block estimates below (stashBytes, workspaceBytes) only guide where the stage cuts go;
+ * whether a plan fits is always judged on its programs.
  */
 import { formatBytes } from "../../dsl/index.js";
-import { parseAction, type Action } from "../plan/actions.js";
-import type { MicroBatch, Phase, ResolvedAdapter, StageAssignment } from "../ir.js";
+import type { MicroBatch, ResolvedAdapter, StageAssignment } from "../ir.js";
 import type { LlamaArch } from "../job.js";
 import { targetModules } from "../models/llama.js";
-import { shapeKey } from "./model.js";
 
 /** What the memory model reads of an adapter (a compiled plan's adapters carry as much). */
 export type MemoryAdapter = Pick<ResolvedAdapter, "rank" | "seqLen" | "modules"> & { optimizer: Pick<ResolvedAdapter["optimizer"], "kind" | "momentum"> };
@@ -22,8 +19,9 @@ type MemoryStage = Pick<StageAssignment, "index" | "blocks" | "embedding" | "hea
 export interface StageMemory {
   weightBytes: number;
   adapterBytes: number;
+  /** The round region of the activation arena: stash slots and message buffers. */
   activationBytes: number;
-  /** Working memory of the block being computed: its full activations and their gradients. */
+  /** The workspace: temporaries of the program running now (forward or backward, one at a time). */
   workspaceBytes: number;
   /** Micro-batches stashed at the peak. */
   inFlight: number;
@@ -112,69 +110,4 @@ export function workspaceBytes(arch: LlamaArch, stage: MemoryStage, mb: MicroBat
   let logits = 0;
   if (stage.head) for (const part of mb.parts) logits += 2 * part.sequences * adapters[part.adapter]!.seqLen * arch.vocab * 4;
   return 2 * block + logits;
-}
-
-/** The largest sum of stashes alive at once, walking one round of the stage's actions. */
-export function peakStash(actions: readonly Action[], bytesOf: (mb: number) => number): { bytes: number; inFlight: number } {
-  let live = 0;
-  let count = 0;
-  let peak = { bytes: 0, inFlight: 0 };
-  for (const a of actions) {
-    if (a.op === "F") {
-      live += bytesOf(a.mb);
-      count++;
-      if (live > peak.bytes) peak = { bytes: live, inFlight: count };
-    } else if (a.op === "B") {
-      live -= bytesOf(a.mb);
-      count--;
-    }
-  }
-  return peak;
-}
-
-export interface MemoryInputs {
-  arch: LlamaArch;
-  dtypeBytes: number;
-  recompute: boolean;
-  stages: readonly MemoryStage[];
-  adapters: readonly MemoryAdapter[];
-  phases: readonly Phase[];
-}
-
-/** Each stage's peak under a schedule: the worst phase's stash on top of weights and adapter state. */
-export function scheduleMemory({ arch, dtypeBytes, recompute, stages, adapters, phases }: MemoryInputs): StageMemory[] {
-  // Stashes and workspaces depend on a micro-batch's shape only: each shape is sized once per stage.
-  const shapes = new Map<string, MicroBatch>();
-  const shapeOf = phases.map((phase) =>
-    phase.microBatches.map((mb) => {
-      const key = shapeKey(mb);
-      shapes.set(key, mb);
-      return key;
-    }),
-  );
-  return stages.map((stage) => {
-    let peak = { bytes: 0, inFlight: 0 };
-    let workspace = 0;
-    const stashOf = new Map<string, number>();
-    for (const [key, mb] of shapes) {
-      workspace = Math.max(workspace, workspaceBytes(arch, stage, mb, adapters, dtypeBytes));
-      stashOf.set(key, stashBytes(arch, stage, mb, adapters, dtypeBytes, recompute));
-    }
-    for (const [p, phase] of phases.entries()) {
-      const sizes = new Map(phase.microBatches.map((mb, i) => [mb.id, stashOf.get(shapeOf[p]![i]!)!]));
-      const actions = (phase.actions[stage.index] ?? []).map((t) => parseAction(t)).filter((a): a is Action => a !== undefined);
-      const phasePeak = peakStash(actions, (mb) => sizes.get(mb) ?? 0);
-      if (phasePeak.bytes > peak.bytes) peak = phasePeak;
-    }
-    const weightBytes = baseWeightBytes(arch, stage, dtypeBytes);
-    const adapterBytes = adapterStateBytes(adapters, stage.blocks);
-    return {
-      weightBytes,
-      adapterBytes,
-      activationBytes: peak.bytes,
-      workspaceBytes: workspace,
-      inFlight: peak.inFlight,
-      totalBytes: weightBytes + adapterBytes + peak.bytes + workspace,
-    };
-  });
 }

@@ -1,19 +1,20 @@
 import type { Span } from "../../dsl/index.js";
-import { DTYPE_BYTES } from "../cost/model.js";
-import { scheduleMemory, shortfall, type StageMemory } from "../cost/memory.js";
+import { shortfall, type StageMemory } from "../cost/memory.js";
+import { lowerPrograms } from "../programs/lower.js";
+import { programsMemory } from "../programs/memory.js";
 import type { Ir, Pass, Schedule } from "../ir.js";
 
 const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
 
-/** Each stage's peak memory under `schedule`. */
+/** Each stage's arenas under `schedule`, as its compiled programs lay them out. */
 export function stageMemory(ir: Ir, schedule: Schedule): StageMemory[] {
   const { model, adapters, stages, job } = ir as Required<Ir>;
-  return scheduleMemory({ arch: model.arch, dtypeBytes: DTYPE_BYTES[model.dtype], recompute: job.plan.recompute, stages, adapters, phases: schedule.phases });
+  return programsMemory(lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases }));
 }
 
 /**
- * The memory plan: each stage's peak (base weights, adapter state, stashed activations of the
- * micro-batches its schedule keeps in flight) against its device's capacity. A plan that does
+ * The memory plan: each stage's arenas (base weights, adapter state, and the activations its
+ * programs lay out over a round of its schedule) against its device's capacity. A plan that does
  * not fit is refused, naming the stage, the shortfall and what would make it fit.
  */
 export const planMemory: Pass = {

@@ -5,6 +5,7 @@ import { parameterCount } from "../models/llama.js";
 import { VERSION } from "../version.js";
 import type { StageMemory } from "../cost/memory.js";
 import type { Simulation } from "../simulate/simulate.js";
+import { lowerPrograms } from "../programs/lower.js";
 import { planPathProblem, type PlanLink } from "./paths.js";
 import { PLAN_FORMAT, SUMMARY_FORMAT, type Plan, type Summary } from "./schema.js";
 
@@ -85,6 +86,7 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       head: s.head,
     })),
     schedule,
+    programs: lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases }),
   };
   return { plan, links };
 }

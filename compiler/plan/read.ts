@@ -1,6 +1,7 @@
 import { diagnostic, jsonSyntaxReason, type Diagnostic } from "../../dsl/index.js";
 import { shortfall } from "../cost/memory.js";
 import { ropeScalingCheck, targetModules } from "../models/llama.js";
+import { planProgramProblems } from "../programs/validate.js";
 import { planMemory } from "./memory.js";
 import { PLAN_FORMAT, PlanSchema, type Plan } from "./schema.js";
 import { verifySchedule } from "./verify-schedule.js";
@@ -9,7 +10,8 @@ export type PlanReading = { plan: Plan; diagnostics: [] } | { plan?: undefined; 
 
 /**
  * Text of a plan.json -> a validated plan: JSON, format version, schema, then the meaning a
- * schema cannot check (stage ranges, adapter references, the schedule's soundness), and last
+ * schema cannot check (stage ranges, adapter references, the schedule's soundness, the programs'
+ * memory safety: compiler/programs/validate.ts), and last
  * that every stage fits its device: a plan edited by hand gets no further than a compiled one.
  * `file` names the plan in the diagnostics.
  */
@@ -100,7 +102,9 @@ export function planProblems(plan: Plan): string[] {
       if (mixed) problems.push(`schedule.phases.${p}: mb${mixed.id} fuses adapters of different schedule.groups`);
     });
   }
-  return problems.length > 0 ? problems : verifySchedule(plan.stages.length, plan.adapters.length, plan.schedule.phases);
+  if (problems.length > 0) return problems;
+  const unsound = verifySchedule(plan.stages.length, plan.adapters.length, plan.schedule.phases);
+  return unsound.length > 0 ? unsound : planProgramProblems(plan);
 }
 
 /** An adapter's own numbers against each other and the model; out folders that collide. */

@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { ARCH_LIMITS } from "../models/llama.js";
+import { ProgramsSchema } from "../programs/schema.js";
 import { planPathProblem } from "./paths.js";
 
-export const PLAN_FORMAT = "loraflow.plan/1";
+export const PLAN_FORMAT = "loraflow.plan/2";
 export const SUMMARY_FORMAT = "loraflow.summary/1";
 
 /** Counts are bounded like the job language bounds them: no plan asks for unbounded work. */
@@ -129,6 +130,7 @@ export const PlanSchema = z.object({
       .describe("fused adapter groups in stream order (mlora only; absent: every adapter alone, in index order)"),
     phases: z.array(PhaseSchema).min(1),
   }),
+  programs: ProgramsSchema.describe("each stage's compiled programs per micro-batch shape, and its arenas (compiler/programs)"),
 });
 
 export type Plan = z.infer<typeof PlanSchema>;

@@ -29,7 +29,10 @@ describe("examples", () => {
 
   it("the tiny plan (golden, reviewed as a diff when the format changes)", () => {
     const { result } = compileExample("tiny.lf");
-    expectGolden("plans/tiny.plan.json", JSON.stringify(result.plan, null, 2));
+    // The programs themselves have their own golden, in their text form (test/compiler/programs.test.ts).
+    const { sets, ...programs } = result.plan!.programs;
+    const plan = { ...result.plan!, programs: { ...programs, sets: `${sets.length} program sets of ${sets[0]!.length} programs` } };
+    expectGolden("plans/tiny.plan.json", JSON.stringify(plan, null, 2));
     const { compileMillis: _, ...summary } = result.summary!;
     expectGolden("plans/tiny.summary.json", JSON.stringify(summary, null, 2));
   });

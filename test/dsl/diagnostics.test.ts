@@ -57,7 +57,7 @@ const CASES: { name: string; source: string | string[] }[] = [
 /** Cases that need more than a job file: the internal verifier and plan files read back. */
 const PLAN_CASES: { name: string; text: string }[] = [
   { name: "LF5001-plan-unreadable", text: '{ "format": "loraflow.plan/1", ' },
-  { name: "LF5002-plan-schema", text: JSON.stringify({ format: "loraflow.plan/1", compiler: { name: "loraflow", version: "0.1.0" }, adapters: [] }) },
+  { name: "LF5002-plan-schema", text: JSON.stringify({ format: "loraflow.plan/2", compiler: { name: "loraflow", version: "0.1.0" }, adapters: [] }) },
   { name: "LF5003-plan-version", text: JSON.stringify({ format: "loraflow.plan/9" }) },
 ];
 

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { planMemory, planProblems, type Plan } from "../../compiler/index.js";
+import { lowerPlanPrograms, planMemory, planProblems, type Plan } from "../../compiler/index.js";
 import type { ResolvedAdapter } from "../../compiler/ir.js";
 import { interleavedSchedule } from "../../compiler/schedules/interleave.js";
 import { loadNative } from "../../runtime/native.js";
@@ -123,6 +123,7 @@ describe("training on the CPU engine", () => {
     const p = plan("mlora", stages);
     const adapters = p.adapters.map((a, index) => ({ ...a, index }) as unknown as ResolvedAdapter);
     p.schedule = { name: "mlora", groups, phases: interleavedSchedule(adapters, stages, groups) };
+    p.programs = lowerPlanPrograms(p);
     expect(planProblems(p)).toEqual([]);
     expectSameAdapters(await train(p), reference, `mlora ${JSON.stringify(groups)}`, fused);
   });
@@ -134,23 +135,34 @@ describe("training on the CPU engine", () => {
     expectSameAdapters(await train(p), reference, "fuse a+c", true);
   });
 
-  it("the engine's weight and adapter memory per stage is what the plan's memory model says", async () => {
+  it("the engine's arenas per stage are the plan's memory figures", async () => {
     // fp32 model: the engine holds base weights in the plan's dtype, so the two must agree.
     for (const stages of [1, 2, 3]) {
       const p = plan("mlora", stages);
-      const run = await train(p, 1);
+      const run = await train(p);
       const planned = planMemory(p);
       run.stages.forEach((s, i) => {
         expect(s.weightBytes, `${stages} stages, stage ${i} weights`).toBe(planned[i]!.weightBytes);
         expect(s.adapterBytes, `${stages} stages, stage ${i} adapters`).toBe(planned[i]!.adapterBytes);
+        expect(s.activationBytes, `${stages} stages, stage ${i} activations`).toBe(planned[i]!.activationBytes + planned[i]!.workspaceBytes);
       });
     }
+  });
+
+  it("recompute true trains bitwise the same adapters in a smaller activation arena", async () => {
+    const source = (recompute: boolean) => JOB + `plan { schedule 1f1b stages 2 recompute ${recompute} }`;
+    const [full, recomputed] = [false, true].map((r) => compileOrThrow(source(r), { baseDir: dir, planDir: path.join(dir, "plan") }));
+    const [a, b] = [await train(full!), await train(recomputed!)];
+    expectSameAdapters(b, reference, "recompute");
+    expectSameAdapters(a, reference, "no recompute");
+    b.stages.forEach((s, i) => expect(s.activationBytes, `stage ${i}`).toBeLessThan(a.stages[i]!.activationBytes));
   });
 
   it("a stage boundary inside a layer (attention on one stage, its MLP on the next) changes nothing", async () => {
     const p = plan("batch", 2);
     p.stages[0] = { ...p.stages[0]!, blocks: [0, 3], layers: [0, 2] };
     p.stages[1] = { ...p.stages[1]!, blocks: [3, 8], layers: [1, 4] };
+    p.programs = lowerPlanPrograms(p);
     expect(planProblems(p)).toEqual([]);
     expectSameAdapters(await train(p), reference, "split layer", true);
   });

@@ -1,17 +1,22 @@
 // model_binding.cc: `modelGrad(spec)`, a whole model cut into stages run one micro-batch at a
 // time on the calling thread: the summed loss and (unless `backward: false`, which `eval` uses)
-// every adapter's LoRA gradients, in double or float. The tests difference the loss
-// numerically against these gradients end to end, and compare stage cuts and fusions.
+// every adapter's LoRA gradients, in double or float. The stages run their compiled programs
+// (spec.programs, which runtime/native.ts lowers for the spec) on the CPU backend, the same
+// executor training uses. The tests difference the loss numerically against these gradients
+// end to end, and compare stage cuts and fusions.
 #include <napi.h>
 
 #include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "binding/js_args.h"
 #include "core/check.h"
-#include "model/stage.h"
+#include "binding/program_args.h"
+#include "cpu/cpu_backend.h"
+#include "program/executor.h"
 
 namespace loraflow {
 namespace {
@@ -23,7 +28,10 @@ struct ModelRun {
   std::map<std::string, std::vector<S>> weights;                 // by Hugging Face name
   std::vector<std::vector<std::vector<S>>> adapter_storage;       // [adapter][site] A, B, dA, dB flattened
   std::vector<std::vector<std::unique_ptr<AdapterOnStage<S>>>> on_stage;  // [stage][adapter]
-  std::vector<std::unique_ptr<Stage<S>>> stages;
+  CpuBackend<S> backend;
+  std::vector<std::unique_ptr<ProgramExecutor<S>>> stages;
+  std::vector<std::vector<S>> arenas;  // per stage: [round region | workspace]
+  std::vector<std::vector<RoundBuffers>> rounds;  // per stage, per micro-batch
 
   const S* weight(const std::string& name, int64_t expected) const {
     auto it = weights.find(name);
@@ -84,60 +92,38 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
 
   Napi::Array stage_ranges = js::array(spec, "stages", "spec");
   LF_CHECK(stage_ranges.Length() > 0, "spec: `stages` is empty");
+  std::vector<std::pair<int64_t, int64_t>> ranges;
   int64_t next_block = 0;
   for (uint32_t s = 0; s < stage_ranges.Length(); s++) {
     Napi::Array r = stage_ranges.Get(s).As<Napi::Array>();
     const int64_t b0 = r.Get(0u).As<Napi::Number>().Int64Value(), b1 = r.Get(1u).As<Napi::Number>().Int64Value();
-    LF_CHECK(b0 == next_block && b1 >= b0, "stages[" << s << "] does not continue from block " << next_block);
+    LF_CHECK(b0 == next_block && b1 > b0, "stages[" << s << "] does not continue from block " << next_block);
     next_block = b1;
-    const bool first = s == 0, last = s + 1 == stage_ranges.Length();
-    StageWeights<S> w;
-    if (first) w.embed = m.weight("model.embed_tokens.weight", c.vocab * c.hidden);
-    if (last) {
-      w.final_norm = m.weight("model.norm.weight", c.hidden);
-      w.lm_head = c.tie_embeddings ? m.weight("model.embed_tokens.weight", c.vocab * c.hidden) : m.weight("lm_head.weight", c.vocab * c.hidden);
-    }
-    const int64_t l0 = b0 / 2, l1 = b1 == b0 ? l0 : (b1 + 1) / 2;
-    m.on_stage.emplace_back();
-    for (int64_t l = l0; l < l1; l++) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      LayerWeights<S> lw;
-      lw.input_norm = m.weight(p + "input_layernorm.weight", c.hidden);
-      lw.post_norm = m.weight(p + "post_attention_layernorm.weight", c.hidden);
-      const S** slots[kModules] = {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down};
-      for (int mm = 0; mm < kModules; mm++) {
-        *slots[mm] = m.weight(p + kModuleParents[mm] + "." + kModuleNames[mm] + ".weight", module_in(c, mm) * module_out(c, mm));
-      }
-      w.layers.push_back(lw);
-    }
-    auto stage = std::make_unique<Stage<S>>(c, b0, b1, first, last, std::move(w));
-    for (size_t a = 0; a < infos.size(); a++) {
-      auto on = std::make_unique<AdapterOnStage<S>>();
-      on->rank = infos[a].rank;
-      on->scale = infos[a].scale;
-      on->dropout = infos[a].dropout;
-      on->layers.resize(static_cast<size_t>(l1 - l0));
-      for (int64_t l = l0; l < l1; l++) {
-        for (int mm = 0; mm < kModules; mm++) {
-          auto it = infos[a].sites.find({l, mm});
-          if (it == infos[a].sites.end()) continue;
-          auto& site = on->layers[static_cast<size_t>(l - l0)][mm];
-          site.A = it->second[0].data();
-          site.B = it->second[1].data();
-          site.dA = it->second[2].data();
-          site.dB = it->second[3].data();
-        }
-      }
-      stage->set_adapter(static_cast<int>(a), on.get());
-      m.on_stage.back().push_back(std::move(on));
-    }
-    m.stages.push_back(std::move(stage));
+    ranges.push_back({b0, b1});
   }
   LF_CHECK(next_block == 2 * c.layers, "spec: the stages cover blocks [0, " << next_block << ") of " << 2 * c.layers);
+  // Every weight a stage reads must be given, with its shape.
+  for (size_t s = 0; s < ranges.size(); s++) {
+    const bool first = s == 0, last = s + 1 == ranges.size();
+    if (first || (last && c.tie_embeddings)) m.weight("model.embed_tokens.weight", c.vocab * c.hidden);
+    if (last) {
+      m.weight("model.norm.weight", c.hidden);
+      if (!c.tie_embeddings) m.weight("lm_head.weight", c.vocab * c.hidden);
+    }
+    for (int64_t l = ranges[s].first / 2; l < (ranges[s].second + 1) / 2; l++) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      if (2 * l >= ranges[s].first) m.weight(p + "input_layernorm.weight", c.hidden);
+      if (2 * l + 1 < ranges[s].second) m.weight(p + "post_attention_layernorm.weight", c.hidden);
+      for (int mm = 0; mm < kModules; mm++) {
+        const int64_t b = module_block(l, mm);
+        if (b >= ranges[s].first && b < ranges[s].second) m.weight(p + kModuleParents[mm] + "." + kModuleNames[mm] + ".weight", module_in(c, mm) * module_out(c, mm));
+      }
+    }
+  }
 
   Napi::Array mbs = js::array(spec, "microBatches", "spec");
   const bool backward = !spec.Has("backward") || js::boolean(spec, "backward", "spec");
-  double loss = 0;
+  std::vector<MicroBatchRows> batches;
   for (uint32_t i = 0; i < mbs.Length(); i++) {
     const std::string where = "microBatches[" + std::to_string(i) + "]";
     Napi::Object mo = mbs.Get(i).As<Napi::Object>();
@@ -168,18 +154,82 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
       rows.parts.push_back(part);
     }
     LF_CHECK(row == rows.T, where << ": parts cover " << row << " of " << rows.T << " rows");
+    batches.push_back(std::move(rows));
+  }
 
-    const size_t n = static_cast<size_t>(rows.T * c.hidden);
-    std::vector<std::vector<S>> acts(m.stages.size() + 1, std::vector<S>(n));
-    for (size_t s = 0; s < m.stages.size(); s++) loss += m.stages[s]->forward(static_cast<int>(i), rows, acts[s].data(), acts[s + 1].data());
-    if (!backward) {
-      for (auto& stage : m.stages) stage->discard(static_cast<int>(i));
-      continue;
+  // The programs: micro-batch i is phase 0's micro-batch i, one at a time through the stages.
+  ProgramsSpec programs = js::programs(js::object(spec, "programs", "spec"));
+  LF_CHECK(programs.stages.size() == ranges.size() && programs.class_of.size() == 1 && programs.class_of[0].size() == batches.size(),
+           "spec.programs does not describe these stages and micro-batches");
+  for (size_t s = 0; s < ranges.size(); s++) {
+    StageProgramsSpec& sp = programs.stages[s];
+    std::vector<const S*> placed;
+    for (const WeightSlotSpec& w : sp.weights) placed.push_back(m.weight(w.name, w.numel()));
+    auto exec = std::make_unique<ProgramExecutor<S>>(c, ranges[s].first, ranges[s].second, programs.classes, std::move(sp.programs), sp.weights, std::move(placed), m.backend);
+    LF_CHECK(sp.work_elems >= exec->max_work() && sp.rounds.size() == 1 && sp.rounds[0].size() == batches.size(), "spec.programs: stage " << s << "'s arena does not hold its programs");
+    for (size_t i = 0; i < batches.size(); i++) {
+      const RoundBuffers& b = sp.rounds[0][i];
+      const ProgramSpec& prog = exec->program(programs.class_of[0][i]);
+      for (auto [at, n] : {std::pair<int64_t, int64_t>{b.stash, prog.stash}, {b.act_in, prog.message}, {b.act_out, prog.message}, {b.grad_in, prog.message}, {b.grad_out, prog.message}}) {
+        LF_CHECK(at == -1 || (at >= 0 && at <= sp.round_elems && n <= sp.round_elems - at), "spec.programs: stage " << s << " puts a buffer outside its round region");
+      }
+      LF_CHECK(b.stash >= 0, "spec.programs: micro-batch " << i << " has no stash slot on stage " << s);
+      LF_CHECK(prog.message >= batches[i].T * c.hidden || ranges.size() == 1, "spec.programs: stage " << s << "'s message buffers are too small");
     }
-    std::vector<S> grad(n), grad_in(n);
-    for (size_t s = m.stages.size(); s-- > 0;) {
-      m.stages[s]->backward(static_cast<int>(i), rows, grad.data(), s == 0 ? nullptr : grad_in.data());
-      std::swap(grad, grad_in);
+    m.arenas.emplace_back(static_cast<size_t>(sp.round_elems + sp.work_elems));
+    const int64_t l0 = ranges[s].first / 2, l1 = (ranges[s].second + 1) / 2;
+    m.on_stage.emplace_back();
+    for (size_t a = 0; a < infos.size(); a++) {
+      auto on = std::make_unique<AdapterOnStage<S>>();
+      on->rank = infos[a].rank;
+      on->scale = infos[a].scale;
+      on->dropout = infos[a].dropout;
+      on->layers.resize(static_cast<size_t>(l1 - l0));
+      for (int64_t l = l0; l < l1; l++) {
+        for (int mm = 0; mm < kModules; mm++) {
+          auto it = infos[a].sites.find({l, mm});
+          if (it == infos[a].sites.end()) continue;
+          auto& site = on->layers[static_cast<size_t>(l - l0)][static_cast<size_t>(mm)];
+          site.A = it->second[0].data();
+          site.B = it->second[1].data();
+          site.dA = it->second[2].data();
+          site.dB = it->second[3].data();
+        }
+      }
+      exec->set_adapter(static_cast<int>(a), on.get());
+      m.on_stage.back().push_back(std::move(on));
+    }
+    m.stages.push_back(std::move(exec));
+    m.rounds.push_back(std::move(sp.rounds[0]));
+  }
+
+  double loss = 0;
+  const size_t last = m.stages.size() - 1;
+  for (size_t i = 0; i < batches.size(); i++) {
+    const MicroBatchRows& rows = batches[i];
+    const int cls = programs.class_of[0][i];
+    const int64_t n = rows.T * c.hidden;
+    auto memory = [&](size_t s) {
+      S* arena = m.arenas[s].data();
+      return ProgramMemory<S>{arena, m.rounds[s][i], arena + programs.stages[s].round_elems};
+    };
+    for (size_t s = 0; s <= last; s++) {
+      if (s > 0) {
+        const ProgramMemory<S> from = memory(s - 1), to = memory(s);
+        LF_CHECK(from.at.act_out >= 0 && to.at.act_in >= 0, "spec.programs: no activation buffers between stages " << s - 1 << " and " << s);
+        std::copy(from.arena + from.at.act_out, from.arena + from.at.act_out + n, to.arena + to.at.act_in);
+      }
+      const double l = m.stages[s]->forward(cls, memory(s), rows);
+      if (s == last) loss += l;
+    }
+    if (!backward) continue;
+    for (size_t s = last + 1; s-- > 0;) {
+      if (s < last) {
+        const ProgramMemory<S> from = memory(s + 1), to = memory(s);
+        LF_CHECK(from.at.grad_out >= 0 && to.at.grad_in >= 0, "spec.programs: no gradient buffers between stages " << s + 1 << " and " << s);
+        std::copy(from.arena + from.at.grad_out, from.arena + from.at.grad_out + n, to.arena + to.at.grad_in);
+      }
+      m.stages[s]->backward(cls, memory(s), rows);
     }
   }
 

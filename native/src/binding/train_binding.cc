@@ -9,6 +9,7 @@
 #include <string>
 
 #include "binding/js_args.h"
+#include "binding/program_args.h"
 #include "core/check.h"
 #include "cpu/gemm.h"
 #include "train/trainer.h"
@@ -169,7 +170,11 @@ TrainSpec read_spec(const Napi::Object& spec) {
     const std::string w = "stages[" + std::to_string(s) + "]";
     Napi::Array blocks = js::array(so, "blocks", w);
     LF_CHECK(blocks.Length() == 2 && blocks.Get(0u).IsNumber() && blocks.Get(1u).IsNumber(), w << ": blocks must be [first, last)");
-    StageSpec ss{blocks.Get(0u).As<Napi::Number>().Int64Value(), blocks.Get(1u).As<Napi::Number>().Int64Value(), js::boolean(so, "embedding", w), js::boolean(so, "head", w)};
+    StageSpec ss;
+    ss.first_block = blocks.Get(0u).As<Napi::Number>().Int64Value();
+    ss.last_block = blocks.Get(1u).As<Napi::Number>().Int64Value();
+    ss.embedding = js::boolean(so, "embedding", w);
+    ss.head = js::boolean(so, "head", w);
     // Stages tile the model's blocks in order; the embedding is the first's, the head the last's.
     LF_CHECK(ss.first_block == next_block && ss.last_block > ss.first_block && ss.last_block <= 2 * t.config.layers, w << ": blocks [" << ss.first_block << ", " << ss.last_block << ") do not continue from block " << next_block);
     LF_CHECK(ss.embedding == (s == 0) && ss.head == (s + 1 == stages.Length()), w << ": the embedding belongs to the first stage, the head to the last");
@@ -177,6 +182,11 @@ TrainSpec read_spec(const Napi::Object& spec) {
     t.stages.push_back(ss);
   }
   LF_CHECK(next_block == 2 * t.config.layers, "spec: the stages cover blocks [0, " << next_block << ") of " << 2 * t.config.layers);
+  ProgramsSpec programs = js::programs(js::object(spec, "programs", "spec"));
+  LF_CHECK(programs.stages.size() == t.stages.size(), "programs: " << programs.stages.size() << " stages for " << t.stages.size());
+  t.classes = std::move(programs.classes);
+  t.class_of = std::move(programs.class_of);
+  for (size_t s = 0; s < t.stages.size(); s++) t.stages[s].compiled = std::move(programs.stages[s]);
   Napi::Object weights = js::object(spec, "weights", "spec");
   Napi::Array names = weights.GetPropertyNames();
   for (uint32_t i = 0; i < names.Length(); i++) {
@@ -187,6 +197,7 @@ TrainSpec read_spec(const Napi::Object& spec) {
   for (uint32_t a = 0; a < adapters.Length(); a++) t.adapters.push_back(read_adapter(adapters.Get(a).As<Napi::Object>(), t.config, a));
   Napi::Array phases = js::array(spec, "phases", "spec");
   for (uint32_t p = 0; p < phases.Length(); p++) t.phases.push_back(read_phase(phases.Get(p).As<Napi::Object>(), p, t.stages.size(), t.adapters));
+  LF_CHECK(t.class_of.size() == t.phases.size(), "programs.classOf has " << t.class_of.size() << " phases for " << t.phases.size());
   t.blas_threads = spec.Has("blasThreads") ? static_cast<int>(js::integer(spec, "blasThreads", "spec")) : 1;
   return t;
 }
@@ -298,9 +309,11 @@ class TrainWorker : public Napi::AsyncWorker {
       so.Set("waitSeconds", times[s].wait_seconds);
       so.Set("weightBytes", static_cast<double>(times[s].weight_bytes));
       so.Set("adapterBytes", static_cast<double>(times[s].adapter_bytes));
+      so.Set("activationBytes", static_cast<double>(times[s].activation_bytes));
       stages.Set(static_cast<uint32_t>(s), so);
     }
     result.Set("stages", stages);
+    result.Set("loopAllocations", static_cast<double>(trainer_->loop_allocations()));
     settle(result, false);
   }
 

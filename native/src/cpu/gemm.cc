@@ -16,6 +16,13 @@ namespace {
 constexpr int64_t kBlockK = 256;
 constexpr int64_t kBlockN = 512;
 
+// Each thread's packing panel, made once: GEMMs allocate nothing.
+template <typename T>
+T* thread_panel() {
+  thread_local std::vector<T> panel(static_cast<size_t>(kBlockK * kBlockN));
+  return panel.data();
+}
+
 template <typename T>
 void gemm_portable(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
@@ -26,13 +33,13 @@ void gemm_portable(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T 
   }
   if (K == 0 || alpha == T(0)) return;
   // panel: [kb, nb] slice of op(B), contiguous rows.
-  std::vector<T> panel(static_cast<size_t>(kBlockK * kBlockN));
+  T* const panel = thread_panel<T>();
   for (int64_t n0 = 0; n0 < N; n0 += kBlockN) {
     const int64_t nb = std::min(kBlockN, N - n0);
     for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
       const int64_t kb = std::min(kBlockK, K - k0);
       for (int64_t k = 0; k < kb; k++) {
-        T* row = panel.data() + k * nb;
+        T* row = panel + k * nb;
         if (!transB) {
           const T* src = B + (k0 + k) * ldb + n0;
           std::copy(src, src + nb, row);
@@ -45,7 +52,7 @@ void gemm_portable(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T 
         for (int64_t k = 0; k < kb; k++) {
           const T a = alpha * (transA ? A[(k0 + k) * lda + i] : A[i * lda + (k0 + k)]);
           if (a == T(0)) continue;
-          const T* __restrict b = panel.data() + k * nb;
+          const T* __restrict b = panel + k * nb;
           for (int64_t j = 0; j < nb; j++) c[j] += a * b[j];
         }
       }
@@ -73,6 +80,11 @@ void gemm<double>(bool transA, bool transB, int64_t M, int64_t N, int64_t K, dou
                   const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   gemm_portable(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void gemm_prepare_thread() {
+  thread_panel<float>();
+  thread_panel<double>();
 }
 
 bool gemm_uses_blas() {

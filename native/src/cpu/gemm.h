@@ -12,6 +12,9 @@ template <typename T>
 void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
+// Makes the calling thread's GEMM buffers now, so that its GEMMs allocate nothing later.
+void gemm_prepare_thread();
+
 // Whether float GEMMs go to OpenBLAS.
 bool gemm_uses_blas();
 

@@ -116,17 +116,24 @@ void rope_apply(S* x, const int32_t* pos, const float* inv_freq, int64_t T, int6
 // block, so each block's scores are one GEMM per head, masked to the row's example.
 constexpr int64_t kAttentionBlock = 256;
 
-inline std::vector<std::pair<int64_t, int64_t>> attention_blocks(const int32_t* seg_start, int64_t T) {
-  std::vector<std::pair<int64_t, int64_t>> blocks;
+// Calls fn(b0, b1) for each block in row order (blocks of up to `block` rows, see above).
+template <typename Fn>
+void for_each_attention_block(const int32_t* seg_start, int64_t T, int64_t block, Fn&& fn) {
   int64_t b0 = 0;
   for (int64_t t = 1; t <= T; t++) {
     const bool starts_example = t == T || seg_start[t] == t;
-    if (starts_example && (t == T || t - b0 >= kAttentionBlock)) {
-      blocks.push_back({b0, t});
+    if (starts_example && (t == T || t - b0 >= block)) {
+      fn(b0, t);
       b0 = t;
     }
   }
-  return blocks;
+}
+
+// The rows of the largest block (what the scores scratch must hold: its square).
+inline int64_t largest_attention_block(const int32_t* seg_start, int64_t T, int64_t block) {
+  int64_t n = 0;
+  for_each_attention_block(seg_start, T, block, [&](int64_t b0, int64_t b1) { n = std::max(n, b1 - b0); });
+  return n;
 }
 
 // Turns the scaled scores P[n, n] of a block starting at row b0 into probabilities: softmax over
@@ -157,34 +164,40 @@ void attention_probabilities(S* P, const int32_t* seg_start, int64_t b0, int64_t
 // Causal attention within packed segments: row t attends to rows [seg_start[t], t].
 // q[T, H*hd], k/v[T, KV*hd] -> out[T, H*hd]; lse[T, H] (log-sum-exp of the scaled scores) kept
 // so backward recomputes probabilities instead of storing [T, T] per head. GQA: head h reads
-// key/value head h / (H / KV).
+// key/value head h / (H / KV). P: scratch of the largest block's [n, n] scores.
+template <typename S>
+void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const int32_t* seg_start, int64_t T,
+                       int64_t H, int64_t KV, int64_t hd, S* P, int64_t block = kAttentionBlock) {
+  const S scale = S(1) / std::sqrt(S(hd));
+  const int64_t group = H / KV, qs = H * hd, ks = KV * hd;
+  for_each_attention_block(seg_start, T, block, [&](int64_t b0, int64_t b1) {
+    const int64_t n = b1 - b0;
+    for (int64_t h = 0; h < H; h++) {
+      const int64_t g = h / group;
+      gemm<S>(false, true, n, n, hd, scale, q + b0 * qs + h * hd, qs, k + b0 * ks + g * hd, ks, S(0), P, n);
+      attention_probabilities(P, seg_start, b0, n, lse + b0 * H + h, static_cast<const S*>(nullptr), H);
+      gemm<S>(false, false, n, hd, n, S(1), P, n, v + b0 * ks + g * hd, ks, S(0), out + b0 * qs + h * hd, qs);
+    }
+  });
+}
+
 template <typename S>
 void attention_forward(S* out, S* lse, const S* q, const S* k, const S* v, const int32_t* seg_start, int64_t T,
                        int64_t H, int64_t KV, int64_t hd) {
-  const S scale = S(1) / std::sqrt(S(hd));
-  const int64_t group = H / KV, qs = H * hd, ks = KV * hd;
-  std::vector<S> P;
-  for (auto [b0, b1] : attention_blocks(seg_start, T)) {
-    const int64_t n = b1 - b0;
-    P.resize(static_cast<size_t>(n * n));
-    for (int64_t h = 0; h < H; h++) {
-      const int64_t g = h / group;
-      gemm<S>(false, true, n, n, hd, scale, q + b0 * qs + h * hd, qs, k + b0 * ks + g * hd, ks, S(0), P.data(), n);
-      attention_probabilities(P.data(), seg_start, b0, n, lse + b0 * H + h, static_cast<const S*>(nullptr), H);
-      gemm<S>(false, false, n, hd, n, S(1), P.data(), n, v + b0 * ks + g * hd, ks, S(0), out + b0 * qs + h * hd, qs);
-    }
-  }
+  const int64_t n = largest_attention_block(seg_start, T, kAttentionBlock);
+  std::vector<S> P(static_cast<size_t>(n * n));
+  attention_forward(out, lse, q, k, v, seg_start, T, H, KV, hd, P.data());
 }
 
 // dq, dk, dv accumulate (+=). dS = P * (dP - rowsum(dout * out)), dP = dout V^T.
+// Scratch: P and dP of the largest block's [n, n], D [T, H].
 template <typename S>
 void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* out, const S* lse, const S* q, const S* k, const S* v,
-                        const int32_t* seg_start, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+                        const int32_t* seg_start, int64_t T, int64_t H, int64_t KV, int64_t hd, S* P, S* dP, S* D,
+                        int64_t block = kAttentionBlock) {
   const S scale = S(1) / std::sqrt(S(hd));
   const int64_t group = H / KV, qs = H * hd, ks = KV * hd;
-  std::vector<S> P, dP, D;
   // D[t, h] = dout . out, the softmax backward's row term.
-  D.resize(static_cast<size_t>(T * H));
   for (int64_t t = 0; t < T; t++) {
     for (int64_t h = 0; h < H; h++) {
       S acc = 0;
@@ -192,29 +205,35 @@ void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* out, const 
       D[t * H + h] = acc;
     }
   }
-  for (auto [b0, b1] : attention_blocks(seg_start, T)) {
+  for_each_attention_block(seg_start, T, block, [&](int64_t b0, int64_t b1) {
     const int64_t n = b1 - b0;
-    P.resize(static_cast<size_t>(n * n));
-    dP.resize(static_cast<size_t>(n * n));
     for (int64_t h = 0; h < H; h++) {
       const int64_t g = h / group;
       const S* qh = q + b0 * qs + h * hd;
       const S* kg = k + b0 * ks + g * hd;
       const S* vg = v + b0 * ks + g * hd;
       const S* doh = dout + b0 * qs + h * hd;
-      gemm<S>(false, true, n, n, hd, scale, qh, qs, kg, ks, S(0), P.data(), n);
-      attention_probabilities(P.data(), seg_start, b0, n, static_cast<S*>(nullptr), lse + b0 * H + h, H);
-      gemm<S>(false, true, n, n, hd, S(1), doh, qs, vg, ks, S(0), dP.data(), n);
+      gemm<S>(false, true, n, n, hd, scale, qh, qs, kg, ks, S(0), P, n);
+      attention_probabilities(P, seg_start, b0, n, static_cast<S*>(nullptr), lse + b0 * H + h, H);
+      gemm<S>(false, true, n, n, hd, S(1), doh, qs, vg, ks, S(0), dP, n);
       for (int64_t i = 0; i < n; i++) {
         const S Di = D[(b0 + i) * H + h];
         for (int64_t j = 0; j < n; j++) dP[i * n + j] = P[i * n + j] * (dP[i * n + j] - Di) * scale;
       }
       // dP now holds dS (scaled): dq += dS K, dk += dS^T q, dv += P^T dout.
-      gemm<S>(false, false, n, hd, n, S(1), dP.data(), n, kg, ks, S(1), dq + b0 * qs + h * hd, qs);
-      gemm<S>(true, false, n, hd, n, S(1), dP.data(), n, qh, qs, S(1), dk + b0 * ks + g * hd, ks);
-      gemm<S>(true, false, n, hd, n, S(1), P.data(), n, doh, qs, S(1), dv + b0 * ks + g * hd, ks);
+      gemm<S>(false, false, n, hd, n, S(1), dP, n, kg, ks, S(1), dq + b0 * qs + h * hd, qs);
+      gemm<S>(true, false, n, hd, n, S(1), dP, n, qh, qs, S(1), dk + b0 * ks + g * hd, ks);
+      gemm<S>(true, false, n, hd, n, S(1), P, n, doh, qs, S(1), dv + b0 * ks + g * hd, ks);
     }
-  }
+  });
+}
+
+template <typename S>
+void attention_backward(S* dq, S* dk, S* dv, const S* dout, const S* out, const S* lse, const S* q, const S* k, const S* v,
+                        const int32_t* seg_start, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+  const int64_t n = largest_attention_block(seg_start, T, kAttentionBlock);
+  std::vector<S> P(static_cast<size_t>(n * n)), dP(static_cast<size_t>(n * n)), D(static_cast<size_t>(T * H));
+  attention_backward(dq, dk, dv, dout, out, lse, q, k, v, seg_start, T, H, KV, hd, P.data(), dP.data(), D.data());
 }
 
 template <typename S>

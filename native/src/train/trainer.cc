@@ -1,8 +1,6 @@
 // trainer.cc: see trainer.h.
 #include "train/trainer.h"
 
-#include <malloc.h>
-
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -10,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "core/alloc_count.h"
 #include "cpu/gemm.h"
 #include "model/dropout.h"
 
@@ -19,14 +18,26 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Optimizer steps each adapter takes in one round of the phase.
+int64_t steps_per_round(const PhaseSpec& phase) {
+  int64_t n = 1;
+  for (const auto& parts : phase.micro_batches) for (const auto& part : parts) n = std::max(n, part.step + 1);
+  return n;
+}
 }  // namespace
 
 struct Trainer::StageState {
-  std::unique_ptr<Arena> weights;   // the stage's frozen base weights
-  std::unique_ptr<Arena> adapters;  // LoRA weights, gradients, optimizer moments of every adapter
-  std::unique_ptr<Stage<float>> stage;
+  std::unique_ptr<Arena> weights;      // the stage's frozen base weights, as its weight table lays them out
+  std::unique_ptr<Arena> adapters;     // LoRA weights, gradients, optimizer moments of every adapter
+  std::unique_ptr<Arena> activations;  // [round region | workspace], as the programs lay them out
+  std::unique_ptr<ProgramExecutor<float>> exec;
   std::vector<std::unique_ptr<AdapterOnStage<float>>> on_stage;  // by adapter
   std::vector<std::vector<SiteState>> sites;                      // by adapter
+  std::vector<MicroBatchRows> rows;                               // by micro-batch id, rebuilt in place
+  std::vector<std::pair<int64_t, double>> norm_terms;             // a step's squared norms, by site
+  std::vector<std::vector<int64_t>> pending;                      // [phase][adapter * steps per round + step]: backwards per step
+  std::vector<int64_t> pending_now;
   int64_t l0 = 0, l1 = 0;
 };
 
@@ -44,15 +55,21 @@ std::string describe(const Action& a, size_t phase, int64_t round) {
   return o.str();
 }
 
+struct ActionAt {
+  const Action* action;
+  size_t phase;
+  int64_t round;
+};
+std::string describe_at(const void* p) {
+  const ActionAt* a = static_cast<const ActionAt*>(p);
+  return describe(*a->action, a->phase, a->round);
+}
+
 Trainer::Trainer(TrainSpec spec)
     : spec_(std::move(spec)),
       rendezvous_(static_cast<int>(spec_.stages.size())),
       transport_(rendezvous_),
       reducer_(rendezvous_, static_cast<int>(spec_.stages.size())) {
-  // Activations are allocated and freed per micro-batch; glibc would hand each large buffer back
-  // to the kernel (mmap/munmap) and fault its pages in again on the next one. Keep them instead.
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const LlamaConfig& c = spec_.config;
   LF_CHECK(!spec_.stages.empty(), "the plan has no stages");
   auto weight = [&](const std::string& name, int64_t n) -> const std::vector<float>& {
@@ -90,36 +107,43 @@ Trainer::Trainer(TrainSpec spec)
       names.push_back({"model.norm.weight", c.hidden});
       if (!c.tie_embeddings) names.push_back({"lm_head.weight", c.vocab * c.hidden});
     }
+    // The plan's weight table must be this layout: the same tensors, in order, end to end.
+    const std::string where = "stage " + std::to_string(s);
+    LF_CHECK(ss.compiled.weights.size() == names.size(), where << ": the plan's weight table has " << ss.compiled.weights.size() << " tensors, the stage reads " << names.size());
     int64_t total = 0;
-    for (auto& [name, n] : names) total += n;
-    state->weights = std::make_unique<Arena>("stage " + std::to_string(s) + " weights", total);
-    std::map<std::string, const float*> placed;
+    for (size_t i = 0; i < names.size(); i++) {
+      const WeightSlotSpec& slot = ss.compiled.weights[i];
+      LF_CHECK(slot.name == names[i].first && slot.numel() == names[i].second && slot.offset == total,
+               where << ": weight table entry " << i << " is " << slot.name << ", expected " << names[i].first << " at " << total);
+      total += names[i].second;
+    }
+    state->weights = std::make_unique<Arena>(where + " weights", total);
+    std::vector<const float*> placed;
     for (auto& [name, n] : names) {
       const auto& src = weight(name, n);
       float* dst = state->weights->take(n);
       std::copy(src.begin(), src.end(), dst);
-      placed[name] = dst;
+      placed.push_back(dst);
     }
-    StageWeights<float> w;
-    if (placed.count("model.embed_tokens.weight")) w.embed = placed["model.embed_tokens.weight"];
-    for (int64_t l = state->l0; l < state->l1; l++) {
-      const std::string p = "model.layers." + std::to_string(l) + ".";
-      LayerWeights<float> lw;
-      auto find = [&](const std::string& name) -> const float* {
-        auto it = placed.find(name);
-        return it == placed.end() ? nullptr : it->second;
-      };
-      lw.input_norm = find(p + "input_layernorm.weight");
-      lw.post_norm = find(p + "post_attention_layernorm.weight");
-      const float** slots[kModules] = {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down};
-      for (int m = 0; m < kModules; m++) *slots[m] = find(p + kModuleParents[m] + "." + kModuleNames[m] + ".weight");
-      w.layers.push_back(lw);
+    state->exec = std::make_unique<ProgramExecutor<float>>(c, ss.first_block, ss.last_block, spec_.classes, ss.compiled.programs, ss.compiled.weights, std::move(placed), backend_);
+    // The activation arena: every round's buffers inside its region, the largest program's workspace after it.
+    LF_CHECK(ss.compiled.work_elems >= state->exec->max_work(), where << ": a workspace of " << ss.compiled.work_elems << " elements for programs that need " << state->exec->max_work());
+    LF_CHECK(ss.compiled.rounds.size() == spec_.phases.size(), where << ": round layouts for " << ss.compiled.rounds.size() << " of " << spec_.phases.size() << " phases");
+    for (size_t p = 0; p < ss.compiled.rounds.size(); p++) {
+      LF_CHECK(ss.compiled.rounds[p].size() == spec_.phases[p].micro_batches.size() && spec_.class_of[p].size() == ss.compiled.rounds[p].size(), where << ": phase " << p << " lays out " << ss.compiled.rounds[p].size() << " micro-batches");
+      for (size_t mb = 0; mb < ss.compiled.rounds[p].size(); mb++) {
+        const RoundBuffers& b = ss.compiled.rounds[p][mb];
+        const ProgramSpec& prog = state->exec->program(spec_.class_of[p][mb]);
+        for (auto [at, n] : {std::pair<int64_t, int64_t>{b.stash, prog.stash}, {b.act_in, prog.message}, {b.act_out, prog.message}, {b.grad_in, prog.message}, {b.grad_out, prog.message}}) {
+          LF_CHECK(at == -1 || (at >= 0 && at <= ss.compiled.round_elems && n <= ss.compiled.round_elems - at), where << ": phase " << p << " puts a buffer of micro-batch " << mb << " outside the round region");
+        }
+        LF_CHECK(b.stash >= 0, where << ": phase " << p << " has no stash slot for micro-batch " << mb);
+        // What SEND and RECV move: the micro-batch's [T, C] activations or gradients.
+        const bool messages = b.act_in >= 0 || b.act_out >= 0 || b.grad_in >= 0 || b.grad_out >= 0;
+        LF_CHECK(!messages || prog.message >= spec_.classes[static_cast<size_t>(spec_.class_of[p][mb])].rows * c.hidden, where << ": phase " << p << "'s message buffers are smaller than micro-batch " << mb);
+      }
     }
-    if (ss.head) {
-      w.final_norm = placed["model.norm.weight"];
-      w.lm_head = c.tie_embeddings ? placed["model.embed_tokens.weight"] : placed["lm_head.weight"];
-    }
-    state->stage = std::make_unique<Stage<float>>(c, ss.first_block, ss.last_block, ss.embedding, ss.head, std::move(w));
+    state->activations = std::make_unique<Arena>(where + " activations", ss.compiled.round_elems + ss.compiled.work_elems);
 
     // Adapter state: per site A, B, dA, dB and the optimizer's moment buffers (AdamW two, SGD
     // with momentum one, plain SGD none), the same count the plan's memory model uses.
@@ -132,6 +156,7 @@ Trainer::Trainer(TrainSpec spec)
         if (block >= ss.first_block && block < ss.last_block) adapter_floats += (2 + moments(a.optimizer)) * n;
       }
     }
+    LF_CHECK(adapter_floats == ss.compiled.adapter_elems, "stage " << s << ": the plan's adapter arena holds " << ss.compiled.adapter_elems << " values, the adapters " << adapter_floats);
     state->adapters = std::make_unique<Arena>("stage " + std::to_string(s) + " adapters", adapter_floats);
     for (size_t a = 0; a < spec_.adapters.size(); a++) {
       const AdapterSpec& as = spec_.adapters[a];
@@ -154,28 +179,65 @@ Trainer::Trainer(TrainSpec spec)
         if (moments(as.optimizer) >= 2) st.m2 = state->adapters->take(na + nb);
         std::copy(ab.first.begin(), ab.first.end(), st.A);
         std::copy(ab.second.begin(), ab.second.end(), st.B);
-        auto& slot = on->layers[static_cast<size_t>(site.first - state->l0)][site.second];
+        auto& slot = on->layers[static_cast<size_t>(site.first - state->l0)][static_cast<size_t>(site.second)];
         slot.A = st.A;
         slot.B = st.B;
         slot.dA = st.dA;
         slot.dB = st.dB;
         state->sites.back().push_back(st);
       }
-      state->stage->set_adapter(static_cast<int>(a), on.get());
+      state->exec->set_adapter(static_cast<int>(a), on.get());
       state->on_stage.push_back(std::move(on));
     }
     times_[s].weight_bytes = state->weights->bytes();
     // The stage arenas hold their copies now; the spec's would only double the footprint.
     if (s + 1 == spec_.stages.size()) spec_.weights.clear();
     times_[s].adapter_bytes = state->adapters->bytes();
+    times_[s].activation_bytes = state->activations->bytes();
+
+    // What the loop reuses: row tables at the largest class's size, norm terms, backward counts.
+    int64_t most_rows = 0;
+    size_t most_parts = 0;
+    for (const ShapeClassSpec& k : spec_.classes) most_rows = std::max(most_rows, k.rows), most_parts = std::max(most_parts, k.parts.size());
+    size_t most_mbs = 0;
+    for (const PhaseSpec& phase : spec_.phases) most_mbs = std::max(most_mbs, phase.micro_batches.size());
+    state->rows.resize(most_mbs);
+    for (MicroBatchRows& r : state->rows) r.reserve(most_rows, most_parts);
+    state->exec->reserve_parts(most_parts);
+    size_t most_sites = 0;
+    for (const auto& list : state->sites) most_sites = std::max(most_sites, list.size());
+    state->norm_terms.reserve(most_sites);
+    for (const PhaseSpec& phase : spec_.phases) {
+      const int64_t spr = steps_per_round(phase);
+      std::vector<int64_t> counts(spec_.adapters.size() * static_cast<size_t>(spr), 0);
+      for (const auto& parts : phase.micro_batches) for (const auto& part : parts) counts[static_cast<size_t>(part.adapter * spr + part.step)]++;
+      state->pending_now.reserve(counts.size());
+      state->pending.push_back(std::move(counts));
+    }
     stages_.push_back(std::move(state));
   }
+  // Mailboxes for every link a round uses, sized for two rounds of its messages.
+  int64_t most_rows = 0;
+  for (const ShapeClassSpec& k : spec_.classes) most_rows = std::max(most_rows, k.rows);
+  std::map<std::tuple<int, int, int>, size_t> sends;
+  for (const PhaseSpec& phase : spec_.phases) {
+    std::map<std::tuple<int, int, int>, size_t> here;
+    for (size_t st = 0; st < phase.actions.size(); st++) {
+      for (const Action& a : phase.actions[st]) {
+        if (a.op == Op::kSend) here[{static_cast<int>(st), a.peer, static_cast<int>(a.what)}]++;
+        if (a.op == Op::kRecv) here[{a.peer, static_cast<int>(st), static_cast<int>(a.what)}] += 0;
+      }
+    }
+    for (auto& [link, n] : here) sends[link] = std::max(sends[link], n);
+  }
+  for (auto& [link, n] : sends) transport_.reserve(std::get<0>(link), std::get<1>(link), static_cast<Channel>(std::get<2>(link)), 2 * n + 1, most_rows * c.hidden);
+  reducer_.reserve(static_cast<int>(spec_.adapters.size()), c.layers * kModules);
 }
 
 Trainer::~Trainer() = default;
 
-MicroBatchRows Trainer::build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const {
-  MicroBatchRows rows;
+void Trainer::build_rows(MicroBatchRows& rows, const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const {
+  rows.clear();
   for (const PhaseSpec::Part& part : phase.micro_batches.at(static_cast<size_t>(mb))) {
     const AdapterSpec& a = spec_.adapters[static_cast<size_t>(part.adapter)];
     const AdapterData& d = a.data;
@@ -199,20 +261,20 @@ MicroBatchRows Trainer::build_rows(const PhaseSpec& phase, int mb, const std::ve
     }
     rows.parts.push_back(ar);
   }
-  return rows;
 }
 
 // Posts this stage's squared gradient norms of an adapter's step, site by site.
 void Trainer::contribute_norm(int s, int adapter, int64_t step) {
   const AdapterSpec& as = spec_.adapters[static_cast<size_t>(adapter)];
-  std::map<int64_t, double> squares;  // by global site id
-  for (const SiteState& site : stages_[static_cast<size_t>(s)]->sites[static_cast<size_t>(adapter)]) {
+  StageState& state = *stages_[static_cast<size_t>(s)];
+  state.norm_terms.clear();  // by global site id
+  for (const SiteState& site : state.sites[static_cast<size_t>(adapter)]) {
     double sq = 0;
     for (int64_t i = 0; i < as.rank * site.in; i++) sq += double(site.dA[i]) * site.dA[i];
     for (int64_t i = 0; i < site.out * as.rank; i++) sq += double(site.dB[i]) * site.dB[i];
-    squares[site.id] = sq;
+    state.norm_terms.push_back({site.id, sq});
   }
-  reducer_.contribute(adapter, step, squares);
+  reducer_.contribute(adapter, step, state.norm_terms.data(), state.norm_terms.size());
 }
 
 // Each stage adds its sites; the last to do so hands the whole adapter to on_checkpoint.
@@ -239,67 +301,75 @@ void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, const std:
 
 void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
   StageState& state = *stages_[static_cast<size_t>(s)];
-  Stage<float>& stage = *state.stage;
+  ProgramExecutor<float>& exec = *state.exec;
+  const StageSpec& ss = spec_.stages[static_cast<size_t>(s)];
   const int last = static_cast<int>(stages_.size()) - 1;
   const int64_t C = spec_.config.hidden;
   StageTimes& times = times_[static_cast<size_t>(s)];
   std::vector<int64_t> steps_done(spec_.adapters.size(), 0);
+  std::vector<int64_t> round_base(spec_.adapters.size(), 0);
   std::vector<double> step_loss(spec_.adapters.size(), 0.0);
+  float* arena = state.activations->take(ss.compiled.round_elems + ss.compiled.work_elems);
+  float* const work = arena + ss.compiled.round_elems;
+  gemm_prepare_thread();
+  // From here to the end of the last round the worker allocates nothing (progress reports and
+  // checkpoints aside, which pause the count).
+  alloc::count_this_thread(true);
   for (size_t p = 0; p < spec_.phases.size(); p++) {
     const PhaseSpec& phase = spec_.phases[p];
+    const int64_t spr = steps_per_round(phase);
     for (int64_t r = 0; r < phase.rounds; r++) {
-      const std::vector<int64_t> round_base = steps_done;
+      std::copy(steps_done.begin(), steps_done.end(), round_base.begin());
       // Backwards still to run on this stage per (adapter, step of the round): when the last one
       // is done, the stage posts its part of the adapter's gradient norm.
-      std::map<std::pair<int, int64_t>, int64_t> pending;
-      for (const auto& parts : phase.micro_batches) for (const auto& part : parts) pending[{part.adapter, part.step}]++;
-      std::map<int, MicroBatchRows> rows;
-      std::map<int, std::vector<float>> act_in, act_out, grad_in, grad_out;
-      // A micro-batch's key is unique over the run: it tags stashes and messages.
+      state.pending_now.assign(state.pending[p].begin(), state.pending[p].end());
+      // A micro-batch's key is unique over the run: it tags messages.
       auto key = [&](int mb) { return (static_cast<int64_t>(p) << 48) | (r << 20) | mb; };
       for (const Action& action : phase.actions[static_cast<size_t>(s)]) {
         const auto started = Clock::now();
         double waited = 0;  // of this action's time, how much was spent blocked on other stages
+        const ActionAt at{&action, p, r};
+        const Describe what{describe_at, &at};
+        const int cls = action.op == Op::kStep ? 0 : spec_.class_of[p][static_cast<size_t>(action.mb)];
+        const RoundBuffers& buffers = ss.compiled.rounds[p][static_cast<size_t>(action.op == Op::kStep ? 0 : action.mb)];
+        const ProgramMemory<float> memory{arena, buffers, work};
+        const int64_t message = spec_.classes[static_cast<size_t>(cls)].rows * C;
         switch (action.op) {
           case Op::kF: {
-            MicroBatchRows& mr = rows[action.mb] = build_rows(phase, action.mb, steps_done, round_base);
-            std::vector<float>& out = act_out[action.mb];
-            if (s != last) out.resize(static_cast<size_t>(mr.T * C));
-            stage.forward(key(action.mb), mr, s == 0 ? nullptr : act_in.at(action.mb).data(), out.data());
+            MicroBatchRows& mr = state.rows[static_cast<size_t>(action.mb)];
+            build_rows(mr, phase, action.mb, steps_done, round_base);
+            exec.forward(cls, memory, mr);
             if (s == last) {
               for (size_t i = 0; i < mr.parts.size(); i++) {
-                const AdapterSpec& as = spec_.adapters[static_cast<size_t>(mr.parts[i].adapter)];
-                LF_CHECK(std::isfinite(stage.part_losses()[i]), "adapter " << as.name << ": the loss of step " << steps_done[static_cast<size_t>(mr.parts[i].adapter)] + 1
-                                                                       << " is not finite (" << stage.part_losses()[i] << "); training stopped");
-                step_loss[static_cast<size_t>(mr.parts[i].adapter)] += stage.part_losses()[i];
+                const int a = mr.parts[i].adapter;
+                const double loss = exec.part_losses()[i];
+                if (!std::isfinite(loss)) {
+                  alloc::Pause pause;
+                  LF_CHECK(false, "adapter " << spec_.adapters[static_cast<size_t>(a)].name << ": the loss of step " << steps_done[static_cast<size_t>(a)] + 1 << " is not finite (" << loss << "); training stopped");
+                }
+                step_loss[static_cast<size_t>(a)] += loss;
               }
             }
-            act_in.erase(action.mb);
             break;
           }
           case Op::kB: {
-            MicroBatchRows& mr = rows.at(action.mb);
-            std::vector<float>& out = grad_out[action.mb];
-            if (s != 0) out.resize(static_cast<size_t>(mr.T * C));
-            stage.backward(key(action.mb), mr, s == last ? nullptr : grad_in.at(action.mb).data(), s == 0 ? nullptr : out.data());
-            grad_in.erase(action.mb);
+            const MicroBatchRows& mr = state.rows[static_cast<size_t>(action.mb)];
+            exec.backward(cls, memory, mr);
             for (const auto& part : phase.micro_batches[static_cast<size_t>(action.mb)]) {
-              if (--pending[{part.adapter, part.step}] == 0) contribute_norm(s, part.adapter, round_base[static_cast<size_t>(part.adapter)] + part.step);
+              if (--state.pending_now[static_cast<size_t>(part.adapter * spr + part.step)] == 0) contribute_norm(s, part.adapter, round_base[static_cast<size_t>(part.adapter)] + part.step);
             }
-            rows.erase(action.mb);
             break;
           }
           case Op::kSend: {
-            auto& from = action.what == Channel::kActivations ? act_out : grad_out;
-            auto it = from.find(action.mb);
-            LF_CHECK(it != from.end(), "stage " << s << " sends micro-batch " << action.mb << " before computing it");
-            transport_.send(s, action.peer, action.what, Message{key(action.mb), std::move(it->second)});
-            from.erase(it);
+            const int64_t from = action.what == Channel::kActivations ? buffers.act_out : buffers.grad_out;
+            LF_CHECK(from >= 0, "stage " << s << " at " << what() << " has no buffer to send");
+            transport_.send(s, action.peer, action.what, key(action.mb), arena + from, message);
             break;
           }
           case Op::kRecv: {
-            Message m = transport_.recv(action.peer, s, action.what, key(action.mb), describe(action, p, r));
-            (action.what == Channel::kActivations ? act_in : grad_in)[action.mb] = std::move(m.data);
+            const int64_t into = action.what == Channel::kActivations ? buffers.act_in : buffers.grad_in;
+            LF_CHECK(into >= 0, "stage " << s << " at " << what() << " has no buffer to receive into");
+            transport_.recv(action.peer, s, action.what, key(action.mb), arena + into, message, what);
             waited = seconds_since(started);
             break;
           }
@@ -307,11 +377,14 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             const int a = action.peer;
             const AdapterSpec& as = spec_.adapters[static_cast<size_t>(a)];
             const int64_t k = steps_done[static_cast<size_t>(a)];
-            LF_CHECK(k < as.steps, "stage " << s << " at " << describe(action, p, r) << ": adapter " << as.name << " steps past its " << as.steps << " steps");
+            LF_CHECK(k < as.steps, "stage " << s << " at " << what() << ": adapter " << as.name << " steps past its " << as.steps << " steps");
             const auto reduce_started = Clock::now();
-            const double norm = std::sqrt(reducer_.wait(s, a, k, describe(action, p, r)));
+            const double norm = std::sqrt(reducer_.wait(s, a, k, what));
             waited = seconds_since(reduce_started);
-            LF_CHECK(std::isfinite(norm), "adapter " << as.name << ": the gradient norm of step " << k + 1 << " is not finite (" << norm << "); training stopped");
+            if (!std::isfinite(norm)) {
+              alloc::Pause pause;
+              LF_CHECK(false, "adapter " << as.name << ": the gradient norm of step " << k + 1 << " is not finite (" << norm << "); training stopped");
+            }
             const double coef = clip_coefficient(as.optimizer.clip, norm);
             const double lr = learning_rate(as.optimizer, k, as.schedule_steps);
             for (const SiteState& site : state.sites[static_cast<size_t>(a)]) {
@@ -322,11 +395,17 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
               std::fill(site.dA, site.dA + na, 0.0f);
               std::fill(site.dB, site.dB + nb, 0.0f);
             }
-            if (s == last && on_step) on_step(StepEvent{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)]});
+            if (s == last && on_step) {
+              alloc::Pause pause;
+              on_step(StepEvent{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)]});
+            }
             step_loss[static_cast<size_t>(a)] = 0;
             steps_done[static_cast<size_t>(a)]++;
             const int64_t done = k + 1;
-            if (on_checkpoint && as.save_every > 0 && done % as.save_every == 0 && done < as.steps) contribute_checkpoint(s, a, done, on_checkpoint);
+            if (on_checkpoint && as.save_every > 0 && done % as.save_every == 0 && done < as.steps) {
+              alloc::Pause pause;
+              contribute_checkpoint(s, a, done, on_checkpoint);
+            }
             break;
           }
         }
@@ -334,21 +413,23 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
         times.wait_seconds += waited;
         times.busy_seconds += took - waited;
       }
-      LF_CHECK(stage.stashed() == 0, "stage " << s << " ended a round with " << stage.stashed() << " micro-batches in flight");
     }
   }
+  alloc::count_this_thread(false);
   rendezvous_.finished(s);
 }
 
 void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
   std::mutex failure_mu;
   std::exception_ptr failure;
+  const int64_t allocations_before = alloc::counted();
   std::vector<std::thread> threads;
   for (size_t s = 0; s < stages_.size(); s++) {
     threads.emplace_back([&, s] {
       try {
         worker(static_cast<int>(s), on_step, on_checkpoint);
       } catch (const std::exception& e) {
+        alloc::count_this_thread(false);
         {
           std::lock_guard<std::mutex> lock(failure_mu);
           if (!failure) failure = std::current_exception();
@@ -359,6 +440,7 @@ void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const st
   }
   for (auto& t : threads) t.join();
   if (failure) std::rethrow_exception(failure);
+  loop_allocations_ = alloc::available() ? alloc::counted() - allocations_before : -1;
 }
 
 std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> Trainer::adapter_weights(int adapter) const {

@@ -1,5 +1,7 @@
 // trainer.h: executes a compiled plan on CPU threads, one worker per stage, each running its
-// stage's action list exactly as compiled, round after round, phase after phase. Workers talk
+// stage's action list exactly as compiled, round after round, phase after phase; each F and B
+// runs the stage's compiled program for the micro-batch's shape (program/executor.h) in the
+// stage's three arenas, allocated once at the planned sizes. Workers talk
 // through the in-process transport (activations forward, gradients back). After its last
 // backward of an adapter's step a stage posts its share of the adapter's squared gradient norm;
 // the STEP waits for every stage's share (the global-norm clip) and then updates.
@@ -15,8 +17,11 @@
 #include <vector>
 
 #include "core/arena.h"
+#include "cpu/cpu_backend.h"
 #include "model/llama_config.h"
-#include "model/stage.h"
+#include "model/rows.h"
+#include "program/executor.h"
+#include "program/program.h"
 #include "train/optimizer.h"
 #include "train/transport.h"
 
@@ -67,13 +72,17 @@ struct PhaseSpec {
   std::vector<std::vector<Action>> actions;      // by stage
 };
 
+// A stage and its compiled programs (plan.json's programs.stages[s], lowered in fp32).
 struct StageSpec {
   int64_t first_block = 0, last_block = 0;
   bool embedding = false, head = false;
+  StageProgramsSpec compiled;
 };
 
 struct TrainSpec {
   LlamaConfig config;
+  std::vector<ShapeClassSpec> classes;
+  std::vector<std::vector<int>> class_of;  // [phase][micro-batch id]
   std::vector<StageSpec> stages;
   std::map<std::string, std::vector<float>> weights;  // Hugging Face names, fp32
   std::vector<AdapterSpec> adapters;
@@ -96,7 +105,7 @@ struct CheckpointEvent {
 
 struct StageTimes {
   double busy_seconds = 0, wait_seconds = 0;
-  int64_t weight_bytes = 0, adapter_bytes = 0;
+  int64_t weight_bytes = 0, adapter_bytes = 0, activation_bytes = 0;
 };
 
 class Trainer {
@@ -113,6 +122,8 @@ class Trainer {
 
   const std::vector<StageTimes>& stage_times() const { return times_; }
   size_t adapter_count() const { return spec_.adapters.size(); }
+  // Heap allocations the stage workers made inside their training loops (-1: not counted in this build).
+  int64_t loop_allocations() const { return loop_allocations_; }
 
  private:
   struct SiteState {
@@ -125,10 +136,12 @@ class Trainer {
   void worker(int stage, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
   void contribute_norm(int stage, int adapter, int64_t step);
   void contribute_checkpoint(int stage, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
-  MicroBatchRows build_rows(const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const;
+  void build_rows(MicroBatchRows& rows, const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const;
 
   TrainSpec spec_;
+  CpuBackend<float> backend_;
   std::vector<std::unique_ptr<StageState>> stages_;
+  int64_t loop_allocations_ = 0;
   std::vector<StageTimes> times_;
   std::mutex checkpoint_mu_;
   std::map<std::pair<int, int64_t>, std::pair<int, CheckpointEvent>> checkpoints_;  // (adapter, step) -> (stages in, weights)

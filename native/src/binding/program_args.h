@@ -1,0 +1,223 @@
+// program_args.h: compiled programs (plan.json's `programs`, lowered in fp32) read from their
+// JavaScript form into the engine's, with every field checked for type and range. Byte offsets
+// become element offsets: the engine works in scalars of the programs' fp32 width or wider.
+#pragma once
+#include <napi.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "binding/js_args.h"
+#include "core/check.h"
+#include "program/program.h"
+
+namespace loraflow::js {
+
+// A count of bytes that must be whole fp32 elements; returns elements.
+inline int64_t elements(const Napi::Object& o, const std::string& key, const std::string& where) {
+  const int64_t bytes = integer(o, key, where);
+  LF_CHECK(bytes >= 0 && bytes % 4 == 0 && bytes <= (int64_t(1) << 52), where << "." << key << " is not a whole number of fp32 elements");
+  return bytes / 4;
+}
+
+// An array of small non-negative integers (tensor ids, parts, classes).
+inline std::vector<int> index_list(const Napi::Value& value, const std::string& where) {
+  LF_CHECK(value.IsArray(), where << " must be an array");
+  Napi::Array a = value.As<Napi::Array>();
+  LF_CHECK(a.Length() <= (1u << 24), where << " is too long");
+  std::vector<int> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value v = a.Get(i);
+    LF_CHECK(v.IsNumber(), where << " must hold numbers");
+    const double d = v.As<Napi::Number>().DoubleValue();
+    LF_CHECK(d >= 0 && d < (1 << 30) && d == static_cast<double>(static_cast<int>(d)), where << " holds " << d);
+    out.push_back(static_cast<int>(d));
+  }
+  return out;
+}
+
+inline std::vector<int> indices(const Napi::Object& o, const std::string& key, const std::string& where, bool optional) {
+  if (optional && !o.Has(key)) return {};
+  return index_list(field(o, key, where), where + "." + key);
+}
+
+inline void require_f32(const Napi::Object& o, const std::string& where) {
+  const std::string dtype = field(o, "dtype", where).As<Napi::String>();
+  LF_CHECK(dtype == "f32", where << " is " << dtype << "; the CPU engine runs fp32 programs");
+}
+
+inline std::vector<ShapeClassSpec> shape_classes(const Napi::Array& a) {
+  std::vector<ShapeClassSpec> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string w = "programs.classes[" + std::to_string(i) + "]";
+    LF_CHECK(a.Get(i).IsObject(), w << " must be an object");
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    ShapeClassSpec c;
+    c.rows = integer(o, "rows", w);
+    Napi::Array parts = array(o, "parts", w);
+    int64_t rows = 0;
+    for (uint32_t j = 0; j < parts.Length(); j++) {
+      LF_CHECK(parts.Get(j).IsObject(), w << ".parts must hold objects");
+      Napi::Object po = parts.Get(j).As<Napi::Object>();
+      ShapeClassSpec::Part p;
+      p.rows = integer(po, "rows", w);
+      p.rank = integer(po, "rank", w);
+      p.dropout = boolean(po, "dropout", w);
+      for (int m : indices(po, "modules", w, false)) {
+        LF_CHECK(m < kModules, w << ": module " << m);
+        p.modules |= 1u << m;
+      }
+      LF_CHECK(p.rows > 0 && p.rank > 0 && p.rank <= (1 << 16), w << ": part " << j << " has bad sizes");
+      rows += p.rows;
+      c.parts.push_back(p);
+    }
+    LF_CHECK(!c.parts.empty() && rows == c.rows && c.rows <= (int64_t(1) << 24), w << ": parts of " << rows << " rows for " << c.rows);
+    out.push_back(c);
+  }
+  return out;
+}
+
+inline OpSpec program_op(const Napi::Object& o, const std::string& w) {
+  OpSpec op;
+  const std::string name = field(o, "op", w).As<Napi::String>();
+  int code = -1;
+  for (int i = 0; i < static_cast<int>(OpCode::kCount); i++) if (name == kOpNames[i]) code = i;
+  LF_CHECK(code >= 0, w << ": unknown op " << name);
+  op.code = static_cast<OpCode>(code);
+  op.in = indices(o, "in", w, false);
+  op.out = indices(o, "out", w, false);
+  op.scratch = indices(o, "scratch", w, true);
+  op.parts = indices(o, "parts", w, true);
+  if (o.Has("weight")) op.weight = static_cast<int>(integer(o, "weight", w));
+  if (o.Has("module")) op.module = static_cast<int>(integer(o, "module", w));
+  if (o.Has("layer")) op.layer = static_cast<int>(integer(o, "layer", w));
+  if (o.Has("chunk")) op.chunk = integer(o, "chunk", w);
+  LF_CHECK(op.weight >= -1 && op.module >= -1 && op.module < kModules && op.layer >= -1 && op.chunk >= 0 && op.chunk <= (int64_t(1) << 24), w << ": attribute out of range");
+  return op;
+}
+
+inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
+  ProgramSpec p;
+  p.cls = static_cast<int>(integer(o, "class", w));
+  p.stash = elements(o, "stashBytes", w);
+  p.message = elements(o, "messageBytes", w);
+  p.work = elements(o, "workBytes", w);
+  Napi::Array tensors = array(o, "tensors", w);
+  for (uint32_t i = 0; i < tensors.Length(); i++) {
+    const std::string tw = w + ".tensors[" + std::to_string(i) + "]";
+    LF_CHECK(tensors.Get(i).IsObject(), tw << " must be an object");
+    Napi::Object to = tensors.Get(i).As<Napi::Object>();
+    TensorSpec t;
+    t.name = field(to, "name", tw).As<Napi::String>();
+    const std::string place = field(to, "place", tw).As<Napi::String>();
+    int k = -1;
+    for (int j = 0; j < static_cast<int>(Place::kCount); j++) if (place == kPlaceNames[j]) k = j;
+    LF_CHECK(k >= 0, tw << ": unknown place " << place);
+    t.place = static_cast<Place>(k);
+    t.offset = elements(to, "offset", tw);
+    require_f32(to, tw);
+    t.numel = 1;
+    for (int d : indices(to, "shape", tw, false)) {
+      LF_CHECK(d > 0 && t.numel <= (int64_t(1) << 40) / d, tw << ": shape out of range");
+      t.shape.push_back(d);
+      t.numel *= d;
+    }
+    LF_CHECK(!t.shape.empty(), tw << ": no shape");
+    p.tensors.push_back(std::move(t));
+  }
+  for (const char* list : {"forward", "backward"}) {
+    Napi::Array ops = array(o, list, w);
+    for (uint32_t i = 0; i < ops.Length(); i++) {
+      const std::string ow = w + "." + list + "[" + std::to_string(i) + "]";
+      LF_CHECK(ops.Get(i).IsObject(), ow << " must be an object");
+      (std::string(list) == "forward" ? p.forward : p.backward).push_back(program_op(ops.Get(i).As<Napi::Object>(), ow));
+    }
+  }
+  return p;
+}
+
+inline std::vector<WeightSlotSpec> weight_slots(const Napi::Array& a, const std::string& w) {
+  std::vector<WeightSlotSpec> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const std::string sw = w + "[" + std::to_string(i) + "]";
+    LF_CHECK(a.Get(i).IsObject(), sw << " must be an object");
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    WeightSlotSpec s;
+    s.name = field(o, "name", sw).As<Napi::String>();
+    s.offset = elements(o, "offset", sw);
+    require_f32(o, sw);
+    const std::vector<int> shape = indices(o, "shape", sw, false);
+    LF_CHECK(shape.size() == 1 || shape.size() == 2, sw << ": a weight is a vector or a matrix");
+    s.rows = shape[0];
+    s.cols = shape.size() == 2 ? shape[1] : 1;
+    out.push_back(s);
+  }
+  return out;
+}
+
+// The stages' programs (plan.json's programs, in fp32): classes, each phase's class per
+// micro-batch, and per stage its weight table, program set and round layouts.
+inline ProgramsSpec programs(const Napi::Object& o) {
+  ProgramsSpec t;
+  t.classes = shape_classes(array(o, "classes", "programs"));
+  LF_CHECK(!t.classes.empty() && t.classes.size() <= 65536, "programs: " << t.classes.size() << " shape classes");
+  Napi::Array class_of = array(o, "classOf", "programs");
+  for (uint32_t p = 0; p < class_of.Length(); p++) {
+    std::vector<int> ids = index_list(class_of.Get(p), "programs.classOf[" + std::to_string(p) + "]");
+    for (int k : ids) LF_CHECK(static_cast<size_t>(k) < t.classes.size(), "programs.classOf[" << p << "] names class " << k);
+    t.class_of.push_back(std::move(ids));
+  }
+  Napi::Array sets = array(o, "sets", "programs");
+  std::vector<std::vector<ProgramSpec>> programs;
+  for (uint32_t k = 0; k < sets.Length(); k++) {
+    LF_CHECK(sets.Get(k).IsArray(), "programs.sets[" << k << "] must be an array");
+    Napi::Array set = sets.Get(k).As<Napi::Array>();
+    programs.emplace_back();
+    for (uint32_t i = 0; i < set.Length(); i++) {
+      LF_CHECK(set.Get(i).IsObject(), "programs.sets[" << k << "][" << i << "] must be an object");
+      programs.back().push_back(program(set.Get(i).As<Napi::Object>(), "programs.sets[" + std::to_string(k) + "][" + std::to_string(i) + "]"));
+    }
+  }
+  Napi::Array stages = array(o, "stages", "programs");
+  LF_CHECK(stages.Length() <= 4096, "programs: " << stages.Length() << " stages");
+  t.stages.resize(stages.Length());
+  for (uint32_t s = 0; s < stages.Length(); s++) {
+    const std::string w = "programs.stages[" + std::to_string(s) + "]";
+    LF_CHECK(stages.Get(s).IsObject(), w << " must be an object");
+    Napi::Object so = stages.Get(s).As<Napi::Object>();
+    StageProgramsSpec& ss = t.stages[s];
+    ss.weights = weight_slots(array(so, "weights", w), w + ".weights");
+    ss.adapter_elems = elements(so, "adapterBytes", w);
+    const int64_t set = integer(so, "set", w);
+    LF_CHECK(set >= 0 && static_cast<size_t>(set) < programs.size(), w << ": set " << set << " does not exist");
+    ss.programs = programs[static_cast<size_t>(set)];
+    ss.round_elems = elements(so, "roundBytes", w);
+    ss.work_elems = elements(so, "workBytes", w);
+    LF_CHECK(elements(so, "activationBytes", w) == ss.round_elems + ss.work_elems, w << ": activationBytes is not roundBytes + workBytes");
+    Napi::Array rounds = array(so, "rounds", w);
+    for (uint32_t p = 0; p < rounds.Length(); p++) {
+      const std::string rw = w + ".rounds[" + std::to_string(p) + "]";
+      LF_CHECK(rounds.Get(p).IsObject(), rw << " must be an object");
+      Napi::Object ro = rounds.Get(p).As<Napi::Object>();
+      LF_CHECK(elements(ro, "bytes", rw) <= ss.round_elems, rw << ": past the round region");
+      Napi::Array offsets = array(ro, "offsets", rw);
+      LF_CHECK(offsets.Length() % 5 == 0, rw << ".offsets come in fives");
+      std::vector<RoundBuffers> buffers(offsets.Length() / 5);
+      for (uint32_t i = 0; i < offsets.Length(); i++) {
+        LF_CHECK(offsets.Get(i).IsNumber(), rw << ".offsets must hold numbers");
+        const double bytes = offsets.Get(i).As<Napi::Number>().DoubleValue();
+        LF_CHECK(bytes == -1 || (bytes >= 0 && bytes <= 4.0 * static_cast<double>(ss.round_elems) && std::fmod(bytes, 4.0) == 0), rw << ".offsets[" << i << "] is " << bytes);
+        const int64_t at = bytes < 0 ? -1 : static_cast<int64_t>(bytes) / 4;
+        RoundBuffers& b = buffers[i / 5];
+        int64_t* slot[5] = {&b.stash, &b.act_in, &b.act_out, &b.grad_in, &b.grad_out};
+        *slot[i % 5] = at;
+      }
+      ss.rounds.push_back(std::move(buffers));
+    }
+  }
+  return t;
+}
+
+}  // namespace loraflow::js
