@@ -18,6 +18,7 @@ export { planModule } from "./emit/plan-ts.js";
 export { loraShapes, loraTensorProblems, MODULE_PARENT, peftKey, TARGET_MODULES, targetModules, weightShapes, type TargetModule, type TargetModuleName } from "./models/llama.js";
 export type { Trace, TraceEvent } from "./emit/trace.js";
 export { planMemory } from "./plan/memory.js";
+export { formatPlanJson } from "./plan/format.js";
 export { lowerPlanPrograms, programsMemory } from "./programs/memory.js";
 export { lowerPrograms, type LowerInputs } from "./programs/lower.js";
 export { formatPrograms, formatStagePrograms } from "./programs/print.js";

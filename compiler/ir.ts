@@ -7,6 +7,7 @@ import type { TargetModule } from "./models/llama.js";
 import type { Graph } from "./models/llama-graph.js";
 import type { WeightsInfo } from "./models/weights.js";
 import type { StageMemory } from "./cost/memory.js";
+import type { Programs } from "./programs/types.js";
 import type { PhaseCosts, Simulation, Timeline } from "./simulate/simulate.js";
 
 export interface ResolvedModel {
@@ -115,6 +116,8 @@ export interface Ir {
   timeline?: Timeline;
   /** Per stage, its peak memory. */
   memory?: StageMemory[];
+  /** The schedule's compiled stage programs, from which `memory` comes (plan-memory). */
+  programs?: Programs;
   /** The schedules weighed, with `auto` or `compare`. */
   scheduleOptions?: ScheduleOption[];
   /** The chosen schedule's prices and simulation, when weighing it produced them. */

@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { compile, comparisonRows, Diagnostics, formatPrograms, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
+import { compile, comparisonRows, Diagnostics, formatPlanJson, formatPrograms, planModule, formatDiagnostics, hasErrors, type Plan, type ScheduleName, type Summary } from "../../compiler/index.js";
 import { describePlan, table } from "../print-summary.js";
 import { readTextOrReport } from "../read-text.js";
 import { CompileFolderError, writeCompileFolder } from "../../runtime/output/compile-folder.js";
@@ -54,7 +54,7 @@ export function compileToDir(jobPath: string, flags: CompileFlags, verbose: bool
   }
   try {
     writeCompileFolder(dir, {
-      "plan.json": JSON.stringify(result.plan, null, 2) + "\n",
+      "plan.json": formatPlanJson(result.plan),
       "summary.json": JSON.stringify(result.summary, null, 2) + "\n",
       ...(result.scheduleSvg !== undefined && { "schedule.svg": result.scheduleSvg }),
       ...(result.trace !== undefined && { "trace.json": JSON.stringify(result.trace) + "\n" }),

@@ -1,6 +1,7 @@
 import { createRequire } from "node:module";
 import type * as TsMorph from "ts-morph";
 import type { z } from "zod";
+import { formatPlanJson } from "../plan/format.js";
 import { AdapterSchema, LlamaConfigSchema, OptimizerSchema, PhaseSchema, PlanSchema, StageSchema, type Plan } from "../plan/schema.js";
 
 type Schema = z.ZodType;
@@ -122,7 +123,7 @@ export function planModule(plan: Plan, source: string): string {
   file.addVariableStatement({
     isExported: true,
     declarationKind: VariableDeclarationKind.Const,
-    declarations: [{ name: "plan", type: "Plan", initializer: JSON.stringify(plan, null, 2) }],
+    declarations: [{ name: "plan", type: "Plan", initializer: formatPlanJson(plan).trimEnd() }],
   });
   file.addExportAssignment({ isExportEquals: false, expression: "plan" });
   return file.getFullText();

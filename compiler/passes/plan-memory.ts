@@ -3,13 +3,19 @@ import { shortfall, type StageMemory } from "../cost/memory.js";
 import { lowerPrograms } from "../programs/lower.js";
 import { programsMemory } from "../programs/memory.js";
 import type { Ir, Pass, Schedule } from "../ir.js";
+import type { Programs } from "../programs/types.js";
 
 const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
 
+/** The stage programs of `schedule`. */
+export function schedulePrograms(ir: Ir, schedule: Schedule): Programs {
+  const { model, adapters, stages, job } = ir as Required<Ir>;
+  return lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases });
+}
+
 /** Each stage's arenas under `schedule`, as its compiled programs lay them out. */
 export function stageMemory(ir: Ir, schedule: Schedule): StageMemory[] {
-  const { model, adapters, stages, job } = ir as Required<Ir>;
-  return programsMemory(lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases }));
+  return programsMemory(schedulePrograms(ir, schedule));
 }
 
 /**
@@ -23,7 +29,8 @@ export const planMemory: Pass = {
   run(ir, ctx) {
     const { job } = ir as Required<typeof ir>;
     const capacity = job.cluster.device.memoryBytes;
-    const memory = stageMemory(ir, ir.schedule!);
+    const programs = schedulePrograms(ir, ir.schedule!);
+    const memory = programsMemory(programs);
     const at = job.plan.spans["stages"] ?? job.plan.span ?? (job.cluster.span.end > 0 ? job.cluster.span : ORIGIN);
     let fits = true;
     memory.forEach((m, s) => {
@@ -31,6 +38,6 @@ export const planMemory: Pass = {
       fits = false;
       ctx.report("doesNotFit", shortfall(s, m, capacity, job.cluster.device.name, job.plan.recompute), at);
     });
-    return fits ? { ...ir, memory } : { ...ir, memory, schedule: undefined };
+    return fits ? { ...ir, memory, programs } : { ...ir, memory, schedule: undefined };
   },
 };

@@ -86,7 +86,7 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       head: s.head,
     })),
     schedule,
-    programs: lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases }),
+    programs: ir.programs ?? lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases }),
   };
   return { plan, links };
 }

@@ -38,26 +38,31 @@ export class IntervalAllocator {
 }
 
 /** Offsets for the work tensors of one op list, by liveness: first touch to last touch. */
-function allocateWork(ops: readonly ProgramOp[], isWork: (t: number) => boolean, sizeOf: (t: number) => number, offsets: Map<number, number>): number {
-  const last = new Map<number, number>();
-  ops.forEach((op, i) => forEachTouched(op, (t) => isWork(t) && last.set(t, i)));
+function allocateWork(ops: readonly ProgramOp[], isWork: Uint8Array, sizes: Float64Array, offsets: Float64Array): number {
+  const last = new Int32Array(isWork.length).fill(-1);
+  ops.forEach((op, i) => forEachTouched(op, (t) => {
+    if (isWork[t]) last[t] = i;
+  }));
   const alloc = new IntervalAllocator();
   ops.forEach((op, i) => {
     alloc.advance(i);
     forEachTouched(op, (t) => {
-      if (isWork(t) && !offsets.has(t)) offsets.set(t, alloc.place(sizeOf(t), last.get(t)!));
+      if (isWork[t] && offsets[t]! < 0) offsets[t] = alloc.place(sizes[t]!, last[t]!);
     });
   });
   return alloc.peak;
 }
 
-function forEachTouched(op: ProgramOp, fn: (t: number) => unknown): void {
+function forEachTouched(op: ProgramOp, fn: (t: number) => void): void {
   for (const t of op.in) fn(t);
   for (const t of op.out) fn(t);
   if (op.scratch) for (const t of op.scratch) fn(t);
 }
 
-const strip = ({ block: _block, ...op }: DraftOp): ProgramOp => op;
+const PLACE_STASH = 1;
+const PLACE_WORK_F = 2;
+const PLACE_WORK_B = 3;
+const PLACE_MESSAGE = 4;
 
 /**
  * Places every tensor of a drafted program pair: forward tensors the backward reads go to the
@@ -66,54 +71,61 @@ const strip = ({ block: _block, ...op }: DraftOp): ProgramOp => op;
  * Tensors no op touches are dropped and the rest renumbered.
  */
 export function placeTensors(d: ProgramDraft, cls: number): StageProgram {
-  const readByBackward = new Set<number>();
-  for (const op of d.backward) for (const t of op.in) readByBackward.add(t);
-  const used = new Set<number>();
-  for (const list of [d.forward, d.backward]) for (const op of list) forEachTouched(op, (t) => used.add(t));
-  const place = (t: number): ProgramTensor["place"] => {
+  const n = d.tensors.length;
+  const readByBackward = new Uint8Array(n);
+  for (const op of d.backward) for (const t of op.in) readByBackward[t] = 1;
+  const used = new Uint8Array(n);
+  for (const list of [d.forward, d.backward]) for (const op of list) forEachTouched(op, (t) => (used[t] = 1));
+  const kind = new Uint8Array(n);
+  const sizes = new Float64Array(n);
+  for (let t = 0; t < n; t++) {
     const x = d.tensors[t]!;
-    if (x.place !== undefined) return x.place;
-    return x.origin.program === "F" && readByBackward.has(t) ? "stash" : "work";
-  };
-  const size = (t: number) => tensorBytes(d.tensors[t]!);
-  const offsets = new Map<number, number>();
-  let stashBytes = 0;
-  for (const t of d.tensors.keys()) {
-    if (!used.has(t) || place(t) !== "stash") continue;
-    offsets.set(t, stashBytes);
-    stashBytes += alignUp(size(t));
+    sizes[t] = tensorBytes(x);
+    kind[t] = x.place !== undefined && x.place !== "stash" && x.place !== "work" ? PLACE_MESSAGE : x.origin.program === "F" ? (readByBackward[t] ? PLACE_STASH : PLACE_WORK_F) : PLACE_WORK_B;
   }
+  const offsets = new Float64Array(n).fill(-1);
+  let stashBytes = 0;
   let messageBytes = 0;
-  for (const t of d.tensors.keys()) {
-    const p = place(t);
-    if (used.has(t) && p !== "stash" && p !== "work") {
-      offsets.set(t, 0);
-      messageBytes = Math.max(messageBytes, size(t));
+  for (let t = 0; t < n; t++) {
+    if (!used[t]) continue;
+    if (kind[t] === PLACE_STASH) {
+      offsets[t] = stashBytes;
+      stashBytes += alignUp(sizes[t]!);
+    } else if (kind[t] === PLACE_MESSAGE) {
+      offsets[t] = 0;
+      messageBytes = Math.max(messageBytes, sizes[t]!);
     }
   }
-  const isWork = (program: "F" | "B") => (t: number) => place(t) === "work" && d.tensors[t]!.origin.program === program;
-  const forwardWork = allocateWork(d.forward, isWork("F"), size, offsets);
-  const backwardWork = allocateWork(d.backward, isWork("B"), size, offsets);
+  const workOf = (k: number) => {
+    const mask = new Uint8Array(n);
+    for (let t = 0; t < n; t++) mask[t] = kind[t] === k ? 1 : 0;
+    return mask;
+  };
+  const forwardWork = allocateWork(d.forward, workOf(PLACE_WORK_F), sizes, offsets);
+  const backwardWork = allocateWork(d.backward, workOf(PLACE_WORK_B), sizes, offsets);
   // Renumber densely in first-use order.
-  const ids = new Map<number, number>();
+  const ids = new Int32Array(n).fill(-1);
   const tensors: ProgramTensor[] = [];
   const id = (t: number) => {
-    let n = ids.get(t);
-    if (n === undefined) {
-      n = tensors.length;
-      ids.set(t, n);
+    if (ids[t]! < 0) {
+      ids[t] = tensors.length;
       const x = d.tensors[t]!;
-      tensors.push({ name: x.name, place: place(t), offset: offsets.get(t)!, shape: x.shape, dtype: x.dtype });
+      const place = kind[t] === PLACE_MESSAGE ? x.place! : kind[t] === PLACE_STASH ? "stash" : "work";
+      tensors.push({ name: x.name, place, offset: offsets[t]!, shape: x.shape, dtype: x.dtype });
     }
-    return n;
+    return ids[t]!;
   };
-  const renumber = (op: ProgramOp): ProgramOp => ({
-    ...op,
-    in: op.in.map(id),
-    out: op.out.map(id),
-    ...(op.scratch && { scratch: op.scratch.map(id) }),
-  });
-  const forward = d.forward.map(strip).map(renumber);
-  const backward = d.backward.map(strip).map(renumber);
+  const renumber = (op: DraftOp): ProgramOp => {
+    const out: ProgramOp = { op: op.op, in: op.in.map(id), out: op.out.map(id) };
+    if (op.scratch) out.scratch = op.scratch.map(id);
+    if (op.weight !== undefined) out.weight = op.weight;
+    if (op.module !== undefined) out.module = op.module;
+    if (op.layer !== undefined) out.layer = op.layer;
+    if (op.parts !== undefined) out.parts = op.parts;
+    if (op.chunk !== undefined) out.chunk = op.chunk;
+    return out;
+  };
+  const forward = d.forward.map(renumber);
+  const backward = d.backward.map(renumber);
   return { class: cls, tensors, forward, backward, stashBytes, messageBytes, workBytes: Math.max(forwardWork, backwardWork) };
 }

@@ -31,7 +31,10 @@ export class ProgramDraft {
   }
 
   emit(list: DraftOp[], op: ProgramOpName, block: DraftOp["block"], fields: Omit<ProgramOp, "op">): void {
-    list.push({ op, block, ...fields });
+    const draft = fields as DraftOp;
+    draft.op = op;
+    draft.block = block;
+    list.push(draft);
   }
 }
 

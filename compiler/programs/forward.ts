@@ -1,7 +1,7 @@
 import type { LlamaArch } from "../job.js";
 import type { Graph, GraphNode } from "../models/llama-graph.js";
 import { TARGET_MODULES } from "../models/llama.js";
-import { ProgramDraft, type DraftOp } from "./builder.js";
+import { ProgramDraft, type DraftOp, type Origin } from "./builder.js";
 import type { ShapeClass, TensorDtype } from "./types.js";
 
 /** Rows of a packed attention block (ops.h kAttentionBlock): blocks hold whole examples. */
@@ -71,10 +71,15 @@ export function lowerForward({ arch, graph, stage, cls, dtype, weightIndex }: Fo
     return entry;
   };
   const nodes = graph.nodes.filter(inStage);
+  const origins = new Map<DraftOp["block"], Origin>();
   for (let i = 0; i < nodes.length; i++) {
     const n = nodes[i]!;
     const block = blockOf(n);
-    const origin = { program: "F" as const, block };
+    let origin = origins.get(block);
+    if (!origin) {
+      origin = { program: "F", block };
+      origins.set(block, origin);
+    }
     // Layers are counted from the stage's first: stages of the same shape share their programs.
     const layer = n.layer === null ? null : n.layer - firstLayer;
     const tag = layer === null ? n.name.replace(/^model\./, "") : `l+${layer}.${n.name.split(".").pop()}`;

@@ -11,18 +11,20 @@ import type { ShapeClass } from "./types.js";
  * frozen: no rule computes a base weight's gradient. LoRA's shrink and expand have one fused
  * adjoint (dA and dB accumulate, dX adds), emitted at the expand.
  */
+const BACKWARD = { program: "B" } as const;
+
 export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass): void {
   const grads = new Map<number, number>();
   const out: DraftOp[] = [];
   const fwd = d.forward;
   let block: Block = "head";
-  const emit = (op: DraftOp["op"], fields: Omit<DraftOp, "op" | "block">) => out.push({ op, block, ...fields });
+  const emit = (op: DraftOp["op"], fields: Omit<DraftOp, "op" | "block">) => d.emit(out, op, block, fields);
   /** The gradient buffer of `t`, made (and zeroed) on the first contribution. */
   const accumulator = (t: number): number => {
     const have = grads.get(t);
     if (have !== undefined) return have;
     const src = d.tensors[t]!;
-    const g = d.tensor(`d${src.name}`, src.shape, src.dtype, { program: "B" });
+    const g = d.tensor(`d${src.name}`, src.shape, src.dtype, BACKWARD);
     grads.set(t, g);
     emit("zero", { in: [], out: [g] });
     return g;
@@ -55,8 +57,8 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const [dst] = f.out as [number];
         if (d.tensors[dst]!.place === "act_out") {
           // The seed of a stage that is not the last: the gradient of what it sent.
-          const received = d.tensor("grad_in", d.tensors[dst]!.shape, d.tensors[dst]!.dtype, { program: "B" }, "grad_in");
-          const g = d.tensor(`d${d.tensors[src]!.name}`, d.tensors[src]!.shape, d.tensors[src]!.dtype, { program: "B" });
+          const received = d.tensor("grad_in", d.tensors[dst]!.shape, d.tensors[dst]!.dtype, BACKWARD, "grad_in");
+          const g = d.tensor(`d${d.tensors[src]!.name}`, d.tensors[src]!.shape, d.tensors[src]!.dtype, BACKWARD);
           emit("copy", { in: [received], out: [g] });
           grads.set(src, g);
           break;
@@ -64,7 +66,7 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const g = grads.get(dst);
         if (g === undefined) break;
         if (d.tensors[src]!.place === "act_in") {
-          const sent = d.tensor("grad_out", d.tensors[src]!.shape, d.tensors[src]!.dtype, { program: "B" }, "grad_out");
+          const sent = d.tensor("grad_out", d.tensors[src]!.shape, d.tensors[src]!.dtype, BACKWARD, "grad_out");
           emit("copy", { in: [g], out: [sent] });
         } else {
           const acc = accumulator(src);
@@ -101,9 +103,9 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const dropped = parts.filter((k) => cls.parts[k]!.dropout).reduce((s, k) => s + rows(k) * inWidth, 0);
         const dtype = d.tensors[x]!.dtype;
         const tag = d.tensors[f.out[0]!]!.name;
-        const scratch = [d.tensor(`${tag}.G`, [gSize], dtype, { program: "B" })];
+        const scratch = [d.tensor(`${tag}.G`, [gSize], dtype, BACKWARD)];
         // With dropout the masked input is rebuilt, and dX goes back through the mask.
-        if (dropped > 0) scratch.push(d.tensor(`${tag}.dropped`, [dropped], dtype, { program: "B" }), d.tensor(`${tag}.dh`, [dropped], dtype, { program: "B" }));
+        if (dropped > 0) scratch.push(d.tensor(`${tag}.dropped`, [dropped], dtype, BACKWARD), d.tensor(`${tag}.dh`, [dropped], dtype, BACKWARD));
         emit("lora_bwd", { in: [g, x, ...u, dx], out: [dx], scratch, module: f.module!, layer: f.layer!, parts });
         break;
       }
@@ -125,9 +127,9 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const rows = attentionRows(cls);
         const tag = d.tensors[o]!.name;
         const scratch = [
-          d.tensor(`${tag}.probs`, [rows, rows], "f32", { program: "B" }),
-          d.tensor(`${tag}.dprobs`, [rows, rows], "f32", { program: "B" }),
-          d.tensor(`${tag}.rowdot`, [cls.rows, arch.heads], "f32", { program: "B" }),
+          d.tensor(`${tag}.probs`, [rows, rows], "f32", BACKWARD),
+          d.tensor(`${tag}.dprobs`, [rows, rows], "f32", BACKWARD),
+          d.tensor(`${tag}.rowdot`, [cls.rows, arch.heads], "f32", BACKWARD),
         ];
         emit("attention_bwd", { in: [g, o, lse, q, k, v, dq, dk, dv], out: [dq, dk, dv], scratch, chunk: f.chunk! });
         break;
@@ -152,7 +154,7 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         for (const [t, share] of [[a, !grads.has(a)], [b, bShares]] as const) {
           if (share) grads.set(t, g);
           else if (!grads.has(t)) {
-            const copy = d.tensor(`d${d.tensors[t]!.name}`, d.tensors[t]!.shape, d.tensors[t]!.dtype, { program: "B" });
+            const copy = d.tensor(`d${d.tensors[t]!.name}`, d.tensors[t]!.shape, d.tensors[t]!.dtype, BACKWARD);
             emit("copy", { in: [g], out: [copy] });
             grads.set(t, copy);
           } else {

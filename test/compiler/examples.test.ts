@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { compile, formatDiagnostics, readPlan, SummarySchema } from "../../compiler/index.js";
+import { compile, formatDiagnostics, formatPlanJson, readPlan, SummarySchema } from "../../compiler/index.js";
 import { expectGolden } from "../helpers/golden.js";
 import { EXAMPLE_JOBS, EXAMPLES, ROOT } from "../helpers/paths.js";
 
@@ -32,7 +32,7 @@ describe("examples", () => {
     // The programs themselves have their own golden, in their text form (test/compiler/programs.test.ts).
     const { sets, ...programs } = result.plan!.programs;
     const plan = { ...result.plan!, programs: { ...programs, sets: `${sets.length} program sets of ${sets[0]!.length} programs` } };
-    expectGolden("plans/tiny.plan.json", JSON.stringify(plan, null, 2));
+    expectGolden("plans/tiny.plan.json", formatPlanJson(plan));
     const { compileMillis: _, ...summary } = result.summary!;
     expectGolden("plans/tiny.summary.json", JSON.stringify(summary, null, 2));
   });
