@@ -65,7 +65,7 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
       const total = s.busySeconds + s.waitSeconds;
       print(
         `  stage ${i}: busy ${s.busySeconds.toFixed(2)} s, waiting ${s.waitSeconds.toFixed(2)} s (${total > 0 ? ((100 * s.waitSeconds) / total).toFixed(0) : 0}%), ` +
-          `weights ${formatBytes(s.weightBytes)}, adapters ${formatBytes(s.adapterBytes)}\n`,
+          `weights ${formatBytes(s.weightBytes)}, adapters ${formatBytes(s.adapterBytes)}, activations ${formatBytes(s.activationBytes)}\n`,
       );
     });
     for (const a of result.adapters) print(`wrote ${shown(a.out)} (${a.steps} steps, last loss ${a.loss.toFixed(4)})\n`);
