@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Plan } from "../../compiler/index.js";
+import { lowerPlanPrograms, type Plan } from "../../compiler/index.js";
 import { RunError } from "../../runtime/errors.js";
 import { runPlan } from "../../runtime/run.js";
 import { tempDir } from "../helpers/hf-model.js";
@@ -68,6 +68,15 @@ describe("the engine at its boundary", () => {
     { name: "a micro-batch index past the batch", edit: (p: Plan) => (p.schedule.phases[0]!.microBatches[0]!.parts[0]!.index = 5), pattern: /is micro-batch 5 of a step of 2/ },
     { name: "a STEP of an adapter not in the phase", edit: (p: Plan) => p.schedule.phases[0]!.actions[0]!.push("STEP a7"), pattern: /STEP of adapter 7/ },
     { name: "stages that do not tile the model", edit: (p: Plan) => (p.stages[1]!.blocks = [2, 9]), pattern: /do not continue from block|cover blocks/ },
+    {
+      name: "a phase of STEPs and no micro-batches (programs to match)",
+      edit: (p: Plan) => {
+        p.schedule.phases.push({ rounds: 1, stepsPerRound: 1, adapters: [0], microBatches: [], actions: p.stages.map(() => ["STEP a0"]) });
+        p.programs = lowerPlanPrograms(p);
+      },
+      pattern: /steps past its 2 steps/,
+    },
+    { name: "programs of another shape than the micro-batches", edit: (p: Plan) => (p.programs.classes[0]!.rows += 1), pattern: /match class|rows in \d+ parts runs class|parts of \d+ rows/ },
   ])("refuses $name", async ({ edit, pattern }) => {
     const e = await failure(edit);
     expect(e.code).toBe("LF6008");

@@ -19,6 +19,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+const RoundBuffers kNoBuffers{};
+
 // Optimizer steps each adapter takes in one round of the phase.
 int64_t steps_per_round(const PhaseSpec& phase) {
   int64_t n = 1;
@@ -330,10 +332,12 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
         double waited = 0;  // of this action's time, how much was spent blocked on other stages
         const ActionAt at{&action, p, r};
         const Describe what{describe_at, &at};
-        const int cls = action.op == Op::kStep ? 0 : spec_.class_of[p][static_cast<size_t>(action.mb)];
-        const RoundBuffers& buffers = ss.compiled.rounds[p][static_cast<size_t>(action.op == Op::kStep ? 0 : action.mb)];
+        // A STEP names no micro-batch: it has no class and no buffers.
+        const bool step = action.op == Op::kStep;
+        const int cls = step ? 0 : spec_.class_of[p][static_cast<size_t>(action.mb)];
+        const RoundBuffers& buffers = step ? kNoBuffers : ss.compiled.rounds[p][static_cast<size_t>(action.mb)];
         const ProgramMemory<float> memory{arena, buffers, work};
-        const int64_t message = spec_.classes[static_cast<size_t>(cls)].rows * C;
+        const int64_t message = step ? 0 : spec_.classes[static_cast<size_t>(cls)].rows * C;
         switch (action.op) {
           case Op::kF: {
             MicroBatchRows& mr = state.rows[static_cast<size_t>(action.mb)];
