@@ -7,15 +7,15 @@ import type { Programs } from "../programs/types.js";
 
 const ORIGIN: Span = { start: 0, end: 0, line: 1, col: 1 };
 
-/** The stage programs of `schedule`. */
-export function schedulePrograms(ir: Ir, schedule: Schedule): Programs {
+/** The stage programs of `schedule` (with `sizesOnly`, their sizes alone). */
+export function schedulePrograms(ir: Ir, schedule: Schedule, sizesOnly = false): Programs {
   const { model, adapters, stages, job } = ir as Required<Ir>;
-  return lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases });
+  return lowerPrograms({ arch: model.arch, dtype: model.dtype, recompute: job.plan.recompute, stages, adapters, phases: schedule.phases }, { sizesOnly });
 }
 
-/** Each stage's arenas under `schedule`, as its compiled programs lay them out. */
+/** Each stage's arenas under `schedule` as its programs will lay them out, from their sizes (weighing schedules). */
 export function stageMemory(ir: Ir, schedule: Schedule): StageMemory[] {
-  return programsMemory(schedulePrograms(ir, schedule));
+  return programsMemory(schedulePrograms(ir, schedule, true));
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { DraftOp, ProgramDraft } from "./builder.js";
+import type { Block, DraftOp, ProgramDraft } from "./builder.js";
 import { TENSOR_DTYPE_BYTES, type ProgramOp, type ProgramTensor, type StageProgram } from "./types.js";
 
 /** Every tensor starts on this boundary (what vector loads and cuBLAS want). */
@@ -71,6 +71,11 @@ const PLACE_MESSAGE = 4;
  * Tensors no op touches are dropped and the rest renumbered.
  */
 export function placeTensors(d: ProgramDraft, cls: number): StageProgram {
+  return placeTagged(d, cls).program;
+}
+
+/** A placed program with the block whose op (or adjoint) made each of its tensors. */
+export function placeTagged(d: ProgramDraft, cls: number): { program: StageProgram; tensorBlocks: Block[] } {
   const n = d.tensors.length;
   const readByBackward = new Uint8Array(n);
   for (const op of d.backward) for (const t of op.in) readByBackward[t] = 1;
@@ -106,10 +111,12 @@ export function placeTensors(d: ProgramDraft, cls: number): StageProgram {
   // Renumber densely in first-use order.
   const ids = new Int32Array(n).fill(-1);
   const tensors: ProgramTensor[] = [];
+  const tensorBlocks: Block[] = [];
   const id = (t: number) => {
     if (ids[t]! < 0) {
       ids[t] = tensors.length;
       const x = d.tensors[t]!;
+      tensorBlocks.push(x.origin.block);
       const place = kind[t] === PLACE_MESSAGE ? x.place! : kind[t] === PLACE_STASH ? "stash" : "work";
       tensors.push({ name: x.name, place, offset: offsets[t]!, shape: x.shape, dtype: x.dtype });
     }
@@ -127,5 +134,5 @@ export function placeTensors(d: ProgramDraft, cls: number): StageProgram {
   };
   const forward = d.forward.map(renumber);
   const backward = d.backward.map(renumber);
-  return { class: cls, tensors, forward, backward, stashBytes, messageBytes, workBytes: Math.max(forwardWork, backwardWork) };
+  return { program: { class: cls, tensors, forward, backward, stashBytes, messageBytes, workBytes: Math.max(forwardWork, backwardWork) }, tensorBlocks };
 }

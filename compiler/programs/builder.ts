@@ -1,8 +1,8 @@
 import type { ProgramOp, ProgramOpName, TensorDtype, TensorPlace } from "./types.js";
 
-/** Which program a tensor is made in, and for forward tensors the block that makes it. */
+/** Which program a tensor is made in, and the block whose op (or adjoint) makes it. */
 export type Block = number | "entry" | "exit" | "head";
-export type Origin = { program: "F"; block: Block } | { program: "B" };
+export type Origin = { program: "F" | "B"; block: Block };
 
 /** A tensor while a program is being built: its place is decided once both programs exist. */
 export interface DraftTensor {

@@ -32,7 +32,7 @@ export function headChunk(vocab: number, rows: number): number {
 
 /** The largest packed attention block of a class: up to ATTENTION_BLOCK rows plus the last example's. */
 export function attentionRows(cls: ShapeClass): number {
-  return Math.min(cls.rows, ATTENTION_BLOCK - 1 + Math.max(...cls.parts.map((p) => p.seqLen)));
+  return cls.attentionRows;
 }
 
 /**

@@ -2,8 +2,9 @@ import { parseAction } from "../plan/actions.js";
 import type { Dtype, LlamaArch } from "../job.js";
 import { lowerLlama, type Graph } from "../models/llama-graph.js";
 import { TARGET_MODULES } from "../models/llama.js";
-import { alignUp, IntervalAllocator, placeTensors } from "./allocate.js";
-import { lowerForward, type StageSpan } from "./forward.js";
+import { alignUp, IntervalAllocator, placeTagged, placeTensors, tensorBytes } from "./allocate.js";
+import type { ProgramDraft } from "./builder.js";
+import { ATTENTION_BLOCK, lowerForward, type StageSpan } from "./forward.js";
 import { adapterLayout, TENSOR_DTYPE, weightLayout, type LayoutAdapter } from "./layout.js";
 import { recomputeBlocks } from "./recompute.js";
 import { deriveBackward, eliminateDeadOps } from "./reverse.js";
@@ -29,8 +30,11 @@ export interface LowerInputs {
   phases: readonly LowerPhase[];
 }
 
-/** A micro-batch's shape class: its rows and what each part's adapter runs on them. */
-export function shapeClassOf(mb: LowerPhase["microBatches"][number], adapters: readonly LowerAdapter[]): ShapeClass {
+/**
+ * A micro-batch's shape class: its rows and what each part's adapter runs on them. `longest`:
+ * the longest example any micro-batch of the plan may hold (its longest seq_len).
+ */
+export function shapeClassOf(mb: LowerPhase["microBatches"][number], adapters: readonly LowerAdapter[], longest: number): ShapeClass {
   const parts = mb.parts.map((p) => {
     const a = adapters[p.adapter]!;
     return {
@@ -38,13 +42,21 @@ export function shapeClassOf(mb: LowerPhase["microBatches"][number], adapters: r
       rank: a.rank,
       modules: a.modules.map((m) => TARGET_MODULES.indexOf(m.name)).sort((x, y) => x - y),
       dropout: a.dropout > 0,
-      seqLen: p.rows ?? a.seqLen,
     };
   });
-  return { rows: parts.reduce((s, p) => s + p.rows, 0), parts };
+  const rows = parts.reduce((s, p) => s + p.rows, 0);
+  return { rows, parts, attentionRows: Math.min(rows, ATTENTION_BLOCK - 1 + longest) };
 }
 
-const classKey = (c: ShapeClass) => `${c.rows}|${c.parts.map((p) => `${p.rows}:${p.rank}:${p.modules.join(".")}:${p.dropout ? 1 : 0}:${p.seqLen}`).join(",")}`;
+/** The longest example a plan's micro-batches may hold: its longest seq_len, or part. */
+export function longestExample(inputs: Pick<LowerInputs, "adapters" | "phases">): number {
+  let n = 1;
+  for (const a of inputs.adapters) n = Math.max(n, a.seqLen);
+  for (const phase of inputs.phases) for (const mb of phase.microBatches) for (const p of mb.parts) if (p.rows !== undefined) n = Math.max(n, p.rows);
+  return n;
+}
+
+const classKey = (c: ShapeClass) => `${c.rows}|${c.attentionRows}|${c.parts.map((p) => `${p.rows}:${p.rank}:${p.modules.join(".")}:${p.dropout ? 1 : 0}`).join(",")}`;
 
 const graphs = new WeakMap<LlamaArch, Graph>();
 function graphOf(arch: LlamaArch): Graph {
@@ -73,14 +85,55 @@ export function stageProgram(arch: LlamaArch, stage: StageSpan, cls: ShapeClass,
   const key = `${shapeKey(stage)}|${dtype}|${recompute ? 1 : 0}|${classKey(cls)}`;
   const hit = cache.get(key);
   if (hit) return hit.class === index ? hit : { ...hit, class: index };
+  const program = placeTensors(lowerDraft(arch, stage, cls, dtype, recompute, weightIndex), index);
+  if (cache.size > 4096) cache.clear();
+  cache.set(key, program);
+  return program;
+}
+
+function lowerDraft(arch: LlamaArch, stage: StageSpan, cls: ShapeClass, dtype: TensorDtype, recompute: boolean, weightIndex: ReadonlyMap<string, number>): ProgramDraft {
   const draft = lowerForward({ arch, graph: graphOf(arch), stage, cls, dtype, weightIndex });
   deriveBackward(draft, arch, cls);
   if (recompute) recomputeBlocks(draft);
   eliminateDeadOps(draft);
-  const program = placeTensors(draft, index);
-  if (cache.size > 4096) cache.clear();
-  cache.set(key, program);
-  return program;
+  return draft;
+}
+
+const sized = new WeakMap<LlamaArch, Map<string, StageProgram>>();
+
+/**
+ * A stage program's sizes without its ops, which is what weighing a schedule needs: measured on
+ * a stage of the same shape three layers long. Every layer between a stage's first and last
+ * stashes the same tensors and, its temporaries freed before the next layer starts, needs the
+ * same workspace, so the long stage's stash is the short one's plus its middle layer's per extra
+ * layer, and its workspace the short one's. Tests hold these sizes to the full programs'.
+ */
+export function stageProgramSizes(arch: LlamaArch, stage: StageSpan, cls: ShapeClass, index: number, dtype: TensorDtype, recompute: boolean, weightIndex: ReadonlyMap<string, number>): StageProgram {
+  const blocks = stage.blocks[1] - stage.blocks[0];
+  const short = 6 + (blocks % 2);
+  // The embedding's stage starts the model and the head's ends it: a short stage with both would be another model.
+  if (blocks <= short || (stage.embedding && stage.head)) return stageProgram(arch, stage, cls, index, dtype, recompute, weightIndex);
+  let cache = sized.get(arch);
+  if (!cache) sized.set(arch, (cache = new Map()));
+  const key = `${shapeKey(stage)}|${dtype}|${recompute ? 1 : 0}|${classKey(cls)}`;
+  let hit = cache.get(key);
+  if (!hit) {
+    const range: [number, number] = stage.head ? [stage.blocks[1] - short, stage.blocks[1]] : [stage.blocks[0], stage.blocks[0] + short];
+    const span = { ...stage, blocks: range };
+    const { program, tensorBlocks } = placeTagged(lowerDraft(arch, span, cls, dtype, recompute, new Map(weightLayout(arch, span, dtype).slots.map((w, i) => [w.name, i]))), index);
+    // The middle layer: the short stage's second whole one.
+    const p0 = range[0] + (range[0] % 2 === 0 ? 2 : 3);
+    let perLayer = 0;
+    program.tensors.forEach((t, i) => {
+      const b = tensorBlocks[i];
+      if (t.place === "stash" && typeof b === "number" && b >= p0 && b < p0 + 2) perLayer += alignUp(tensorBytes(t));
+    });
+    const stashBytes = program.stashBytes + ((blocks - short) / 2) * perLayer;
+    hit = { class: index, tensors: [], forward: [], backward: [], stashBytes, messageBytes: program.messageBytes, workBytes: program.workBytes };
+    if (cache.size > 4096) cache.clear();
+    cache.set(key, hit);
+  }
+  return hit.class === index ? hit : { ...hit, class: index };
 }
 
 const SLOT = { stash: 0, act_in: 1, act_out: 2, grad_in: 3, grad_out: 4 } as const;
@@ -165,15 +218,17 @@ export function roundLayout(phase: LowerPhase, stage: number, programOf: (mb: nu
  * stage and class, the weights and adapter arenas, and each phase's round layout. The
  * activation arena is the largest round's region followed by the largest program's workspace.
  */
-export function lowerPrograms(inputs: LowerInputs): Programs {
+/** With `sizesOnly`, each program is its sizes alone (stageProgramSizes): for weighing schedules. */
+export function lowerPrograms(inputs: LowerInputs, options: { sizesOnly?: boolean } = {}): Programs {
   const { arch, recompute, stages, adapters, phases } = inputs;
   const dtype = TENSOR_DTYPE[inputs.dtype];
   const classes: ShapeClass[] = [];
   const keys = new Map<string, number>();
+  const longest = longestExample(inputs);
   const classOf = phases.map((phase) => {
     const ofId: number[] = [];
     for (const mb of phase.microBatches) {
-      const cls = shapeClassOf(mb, adapters);
+      const cls = shapeClassOf(mb, adapters, longest);
       const key = classKey(cls);
       let k = keys.get(key);
       if (k === undefined) {
@@ -195,7 +250,7 @@ export function lowerPrograms(inputs: LowerInputs): Programs {
       const weightIndex = new Map(weights.slots.map((w, i) => [w.name, i]));
       set = sets.length;
       setOf.set(shapeKey(stage), set);
-      sets.push(classes.map((cls, k) => stageProgram(arch, stage, cls, k, dtype, recompute, weightIndex)));
+      sets.push(classes.map((cls, k) => (options.sizesOnly ? stageProgramSizes : stageProgram)(arch, stage, cls, k, dtype, recompute, weightIndex)));
     }
     const programs = sets[set]!;
     let inFlight = 0;

@@ -38,7 +38,7 @@ export function recomputeBlocks(d: ProgramDraft): void {
       let c = clone.get(t);
       if (c === undefined) {
         const src = d.tensors[t]!;
-        c = d.tensor(src.name, src.shape, src.dtype, { program: "B" });
+        c = d.tensor(src.name, src.shape, src.dtype, { program: "B", block });
         clone.set(t, c);
       }
       return c;

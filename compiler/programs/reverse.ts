@@ -1,5 +1,5 @@
 import type { LlamaArch } from "../job.js";
-import type { Block, DraftOp, ProgramDraft } from "./builder.js";
+import type { Block, DraftOp, Origin, ProgramDraft } from "./builder.js";
 import { attentionRows } from "./forward.js";
 import type { ShapeClass } from "./types.js";
 
@@ -11,20 +11,28 @@ import type { ShapeClass } from "./types.js";
  * frozen: no rule computes a base weight's gradient. LoRA's shrink and expand have one fused
  * adjoint (dA and dB accumulate, dX adds), emitted at the expand.
  */
-const BACKWARD = { program: "B" } as const;
-
 export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass): void {
   const grads = new Map<number, number>();
   const out: DraftOp[] = [];
   const fwd = d.forward;
   let block: Block = "head";
+  // Backward tensors are tagged with the block whose adjoint makes them.
+  const origins = new Map<Block, Origin>();
+  const back = (): Origin => {
+    let o = origins.get(block);
+    if (!o) {
+      o = { program: "B", block };
+      origins.set(block, o);
+    }
+    return o;
+  };
   const emit = (op: DraftOp["op"], fields: Omit<DraftOp, "op" | "block">) => d.emit(out, op, block, fields);
   /** The gradient buffer of `t`, made (and zeroed) on the first contribution. */
   const accumulator = (t: number): number => {
     const have = grads.get(t);
     if (have !== undefined) return have;
     const src = d.tensors[t]!;
-    const g = d.tensor(`d${src.name}`, src.shape, src.dtype, BACKWARD);
+    const g = d.tensor(`d${src.name}`, src.shape, src.dtype, back());
     grads.set(t, g);
     emit("zero", { in: [], out: [g] });
     return g;
@@ -57,8 +65,8 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const [dst] = f.out as [number];
         if (d.tensors[dst]!.place === "act_out") {
           // The seed of a stage that is not the last: the gradient of what it sent.
-          const received = d.tensor("grad_in", d.tensors[dst]!.shape, d.tensors[dst]!.dtype, BACKWARD, "grad_in");
-          const g = d.tensor(`d${d.tensors[src]!.name}`, d.tensors[src]!.shape, d.tensors[src]!.dtype, BACKWARD);
+          const received = d.tensor("grad_in", d.tensors[dst]!.shape, d.tensors[dst]!.dtype, back(), "grad_in");
+          const g = d.tensor(`d${d.tensors[src]!.name}`, d.tensors[src]!.shape, d.tensors[src]!.dtype, back());
           emit("copy", { in: [received], out: [g] });
           grads.set(src, g);
           break;
@@ -66,7 +74,7 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const g = grads.get(dst);
         if (g === undefined) break;
         if (d.tensors[src]!.place === "act_in") {
-          const sent = d.tensor("grad_out", d.tensors[src]!.shape, d.tensors[src]!.dtype, BACKWARD, "grad_out");
+          const sent = d.tensor("grad_out", d.tensors[src]!.shape, d.tensors[src]!.dtype, back(), "grad_out");
           emit("copy", { in: [g], out: [sent] });
         } else {
           const acc = accumulator(src);
@@ -103,9 +111,9 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const dropped = parts.filter((k) => cls.parts[k]!.dropout).reduce((s, k) => s + rows(k) * inWidth, 0);
         const dtype = d.tensors[x]!.dtype;
         const tag = d.tensors[f.out[0]!]!.name;
-        const scratch = [d.tensor(`${tag}.G`, [gSize], dtype, BACKWARD)];
+        const scratch = [d.tensor(`${tag}.G`, [gSize], dtype, back())];
         // With dropout the masked input is rebuilt, and dX goes back through the mask.
-        if (dropped > 0) scratch.push(d.tensor(`${tag}.dropped`, [dropped], dtype, BACKWARD), d.tensor(`${tag}.dh`, [dropped], dtype, BACKWARD));
+        if (dropped > 0) scratch.push(d.tensor(`${tag}.dropped`, [dropped], dtype, back()), d.tensor(`${tag}.dh`, [dropped], dtype, back()));
         emit("lora_bwd", { in: [g, x, ...u, dx], out: [dx], scratch, module: f.module!, layer: f.layer!, parts });
         break;
       }
@@ -127,9 +135,9 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const rows = attentionRows(cls);
         const tag = d.tensors[o]!.name;
         const scratch = [
-          d.tensor(`${tag}.probs`, [rows, rows], "f32", BACKWARD),
-          d.tensor(`${tag}.dprobs`, [rows, rows], "f32", BACKWARD),
-          d.tensor(`${tag}.rowdot`, [cls.rows, arch.heads], "f32", BACKWARD),
+          d.tensor(`${tag}.probs`, [rows, rows], "f32", back()),
+          d.tensor(`${tag}.dprobs`, [rows, rows], "f32", back()),
+          d.tensor(`${tag}.rowdot`, [cls.rows, arch.heads], "f32", back()),
         ];
         emit("attention_bwd", { in: [g, o, lse, q, k, v, dq, dk, dv], out: [dq, dk, dv], scratch, chunk: f.chunk! });
         break;
@@ -154,7 +162,7 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         for (const [t, share] of [[a, !grads.has(a)], [b, bShares]] as const) {
           if (share) grads.set(t, g);
           else if (!grads.has(t)) {
-            const copy = d.tensor(`d${d.tensors[t]!.name}`, d.tensors[t]!.shape, d.tensors[t]!.dtype, BACKWARD);
+            const copy = d.tensor(`d${d.tensors[t]!.name}`, d.tensors[t]!.shape, d.tensors[t]!.dtype, back());
             emit("copy", { in: [g], out: [copy] });
             grads.set(t, copy);
           } else {

@@ -36,10 +36,10 @@ export const ShapeClassSchema = z.object({
         rank: dim,
         modules: z.array(z.number().int().min(0).max(6)).max(7),
         dropout: z.boolean(),
-        seqLen: dim,
       }),
     )
     .min(1),
+  attentionRows: dim.describe("the most rows a packed attention block may hold: the scores scratch is its square"),
 });
 
 export const StageProgramSchema = z.object({

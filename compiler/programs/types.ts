@@ -73,13 +73,17 @@ export interface ShapeClassPart {
   /** Module indices the adapter targets (TARGET_MODULES order). */
   modules: number[];
   dropout: boolean;
-  /** The longest packed block attention may see in these rows (the part's seq_len). */
-  seqLen: number;
 }
 
 export interface ShapeClass {
   rows: number;
   parts: ShapeClassPart[];
+  /**
+   * The most rows a packed attention block of these rows may hold (its scores scratch is the
+   * square): ATTENTION_BLOCK - 1 rows and one more example, which is at most the plan's longest
+   * seq_len. From the plan, not the part, so that adapters differing only in seq_len share a class.
+   */
+  attentionRows: number;
 }
 
 /** A stage's forward and backward over one shape class, sharing one tensor table. */

@@ -4,7 +4,7 @@ import { tensorBytes } from "./allocate.js";
 import { touched } from "./builder.js";
 import { adapterLayout, TENSOR_DTYPE, weightLayout } from "./layout.js";
 import { planLowerInputs } from "./memory.js";
-import { shapeClassOf } from "./lower.js";
+import { longestExample, shapeClassOf } from "./lower.js";
 import type { ProgramOp, StageProgram, StagePrograms } from "./types.js";
 
 /** Operand counts of each op: fixed, or one `u` per part after the fixed ones. */
@@ -200,12 +200,13 @@ export function planProgramProblems(plan: Plan): string[] {
   if (programs.stages.length !== plan.stages.length) return [...problems, `programs.stages has ${programs.stages.length} stages, the plan ${plan.stages.length}`];
   if (programs.classOf.length !== plan.schedule.phases.length) return [...problems, `programs.classOf has ${programs.classOf.length} phases, the schedule ${plan.schedule.phases.length}`];
   const key = (c: unknown) => JSON.stringify(c);
+  const longest = longestExample(inputs);
   plan.schedule.phases.forEach((phase, p) => {
     const ofId = programs.classOf[p]!;
     if (ofId.length !== phase.microBatches.length) problems.push(`programs.classOf.${p} has ${ofId.length} entries for ${phase.microBatches.length} micro-batches`);
     for (const mb of phase.microBatches) {
       const k = ofId[mb.id];
-      if (k === undefined || k >= programs.classes.length || key(programs.classes[k]) !== key(shapeClassOf(mb, inputs.adapters))) problems.push(`programs.classOf.${p}: mb${mb.id}'s class is not its shape`);
+      if (k === undefined || k >= programs.classes.length || key(programs.classes[k]) !== key(shapeClassOf(mb, inputs.adapters, longest))) problems.push(`programs.classOf.${p}: mb${mb.id}'s class is not its shape`);
     }
   });
   if (problems.length > 0) return problems.slice(0, 10);

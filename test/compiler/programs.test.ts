@@ -4,6 +4,8 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { compile, formatPrograms, readPlan, type Plan, type StageProgram } from "../../compiler/index.js";
 import { tensorBytes } from "../../compiler/programs/allocate.js";
+import { weightLayout } from "../../compiler/programs/layout.js";
+import { stageProgram, stageProgramSizes } from "../../compiler/programs/lower.js";
 import { planProgramProblems } from "../../compiler/programs/validate.js";
 import { expectGolden } from "../helpers/golden.js";
 import { EXAMPLES } from "../helpers/paths.js";
@@ -66,6 +68,36 @@ describe("stage programs", () => {
       expect(ops(b, "backward")).toContain("lora_shrink");
     }
     expect(recomputed.programs.stages[0]!.activationBytes).toBeLessThan(full.programs.stages[0]!.activationBytes);
+  });
+
+  it("the sizes schedules are weighed by are the full programs' sizes", () => {
+    const base = plan(TINY, "plan { schedule 1f1b stages 1 }").model.config;
+    const classes = [
+      { rows: 24, attentionRows: 24, parts: [{ rows: 8, rank: 2, modules: [0, 2], dropout: true }, { rows: 16, rank: 4, modules: [0, 1, 2, 3, 4, 5, 6], dropout: false }] },
+      { rows: 8, attentionRows: 8, parts: [{ rows: 8, rank: 2, modules: [4, 5, 6], dropout: false }] },
+    ];
+    let compared = 0;
+    for (const tieEmbeddings of [false, true]) {
+      const arch = { ...base, layers: 12, tieEmbeddings };
+      for (const recompute of [false, true]) {
+        for (const b0 of [0, 1, 2, 3]) {
+          for (let b1 = b0 + 7; b1 <= 24; b1 += 1) {
+            for (const [embedding, head] of [[b0 === 0, false], [false, b1 === 24], [false, false]] as const) {
+              for (const [k, cls] of classes.entries()) {
+                const stage = { blocks: [b0, b1] as [number, number], embedding, head };
+                const index = new Map(weightLayout(arch, stage, "f32").slots.map((w, i) => [w.name, i]));
+                const full = stageProgram(arch, stage, cls, k, "f32", recompute, index);
+                const sized = stageProgramSizes(arch, stage, cls, k, "f32", recompute, index);
+                const label = `blocks ${b0}-${b1} ${embedding ? "embedding " : ""}${head ? "head " : ""}tied ${tieEmbeddings} recompute ${recompute} class ${k}`;
+                expect([sized.stashBytes, sized.messageBytes, sized.workBytes], label).toEqual([full.stashBytes, full.messageBytes, full.workBytes]);
+                compared++;
+              }
+            }
+          }
+        }
+      }
+    }
+    expect(compared).toBeGreaterThan(1000);
   });
 
   it.each(fs.readdirSync(EXAMPLES).filter((f) => f.endsWith(".lf")))("%s: every schedule's programs pass readPlan's checks", (name) => {
