@@ -4,6 +4,16 @@ import { formatBytes } from "../dsl/index.js";
 import { RunError } from "./errors.js";
 
 /**
+ * The programs the CPU engine runs, which computes in fp32: the plan's own (readPlan validated
+ * them) when they are fp32 and the phases are the plan's; else the same lowering in fp32 over
+ * the phases that will run.
+ */
+export function cpuPrograms(plan: Plan, phases: Plan["schedule"]["phases"] = plan.schedule.phases): Plan["programs"] {
+  if (plan.programs.dtype === "f32" && phases === plan.schedule.phases) return plan.programs;
+  return lowerPlanPrograms({ ...plan, schedule: { ...plan.schedule, phases } }, "fp32");
+}
+
+/**
  * What a CPU run will hold at its peak, from the plan alone, so that it is refused before
  * anything large is allocated: the base weights in fp32 three times over while they are handed
  * to the engine (JavaScript's copy, the binding's, the stage arenas), each stage's adapter state
@@ -12,7 +22,7 @@ import { RunError } from "./errors.js";
  * sides of the binding).
  */
 export function runMemoryNeed(plan: Plan): number {
-  const stages = programsMemory(lowerPlanPrograms(plan, "fp32"));
+  const stages = programsMemory(cpuPrograms(plan));
   let bytes = 3 * plan.model.parameters * 4;
   for (const s of stages) bytes += s.adapterBytes + s.activationBytes + s.workspaceBytes;
   for (const a of plan.adapters) {

@@ -1,10 +1,10 @@
 import * as fs from "node:fs";
-import { lowerPlanPrograms, type Plan } from "../compiler/index.js";
+import type { Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
 import { readTokens } from "./data/tokens.js";
 import { RunError } from "./errors.js";
 import { actionCodes, truncatePhases } from "./lower-plan.js";
-import { checkMemory } from "./memory-need.js";
+import { checkMemory, cpuPrograms } from "./memory-need.js";
 import { loadNative, type TrainResult } from "./native.js";
 import { AdapterOutput } from "./output/adapter-output.js";
 import { resolveInPlan } from "./plan-paths.js";
@@ -72,14 +72,6 @@ function realPath(p: string): string {
 
 const warn = (options: RunOptions, code: string, message: string) => options.onWarning?.({ code, message });
 
-/**
- * The programs the CPU engine runs: the plan's (readPlan validated them) when they are fp32 and
- * the phases are the plan's; else the same lowering in fp32 over the phases that will run.
- */
-function programsFor(plan: Plan, phases: Plan["schedule"]["phases"]): Plan["programs"] {
-  if (plan.programs.dtype === "f32" && phases === plan.schedule.phases) return plan.programs;
-  return lowerPlanPrograms({ ...plan, schedule: { ...plan.schedule, phases } }, "fp32");
-}
 
 /**
  * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format (and, every
@@ -169,8 +161,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       {
         config: plan.model.config,
         stages: plan.stages.map((s) => ({ blocks: s.blocks, embedding: s.embedding, head: s.head })),
-        // The engine computes in fp32: the plan's own programs when they are, else the same lowered in fp32.
-        programs: programsFor(plan, phases),
+        programs: cpuPrograms(plan, phases),
         weights: Object.fromEntries(weights),
         adapters,
         phases: phases.map((p, i) => ({

@@ -1,4 +1,4 @@
-import type { Block, DraftOp, ProgramDraft } from "./builder.js";
+import { forEachTouched, type Block, type DraftOp, type ProgramDraft } from "./builder.js";
 import { TENSOR_DTYPE_BYTES, type ProgramOp, type ProgramTensor, type StageProgram } from "./types.js";
 
 /** Every tensor starts on this boundary (what vector loads and cuBLAS want). */
@@ -51,12 +51,6 @@ function allocateWork(ops: readonly ProgramOp[], isWork: Uint8Array, sizes: Floa
     });
   });
   return alloc.peak;
-}
-
-function forEachTouched(op: ProgramOp, fn: (t: number) => void): void {
-  for (const t of op.in) fn(t);
-  for (const t of op.out) fn(t);
-  if (op.scratch) for (const t of op.scratch) fn(t);
 }
 
 const PLACE_STASH = 1;

@@ -42,3 +42,10 @@ export class ProgramDraft {
 export function touched(op: ProgramOp): number[] {
   return [...op.in, ...op.out, ...(op.scratch ?? [])];
 }
+
+/** The same, one by one, without making a list (placement calls it for every op). */
+export function forEachTouched(op: ProgramOp, fn: (t: number) => void): void {
+  for (const t of op.in) fn(t);
+  for (const t of op.out) fn(t);
+  if (op.scratch) for (const t of op.scratch) fn(t);
+}

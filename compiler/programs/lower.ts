@@ -72,23 +72,31 @@ function graphOf(arch: LlamaArch): Graph {
 const shapeKey = (stage: StageSpan) => `${stage.blocks[1] - stage.blocks[0]}:${stage.blocks[0] % 2}:${stage.embedding ? 1 : 0}${stage.head ? 1 : 0}`;
 
 // A stage's program depends on its shape and the class only, not on the schedule: `auto`
-// weighs many schedules over the same stages, so each is lowered once per model.
+// weighs many schedules over the same stages, so each is lowered (or sized) once per model.
 const lowered = new WeakMap<LlamaArch, Map<string, StageProgram>>();
+const sized = new WeakMap<LlamaArch, Map<string, StageProgram>>();
+
+/** `make()`, or what it gave before for the same model and key; returned as program `index`. */
+function memoized(caches: WeakMap<LlamaArch, Map<string, StageProgram>>, arch: LlamaArch, key: string, index: number, make: () => StageProgram): StageProgram {
+  let cache = caches.get(arch);
+  if (!cache) caches.set(arch, (cache = new Map()));
+  let hit = cache.get(key);
+  if (!hit) {
+    hit = make();
+    if (cache.size > 4096) cache.clear();
+    cache.set(key, hit);
+  }
+  return hit.class === index ? hit : { ...hit, class: index };
+}
+
+const programKey = (stage: StageSpan, cls: ShapeClass, dtype: TensorDtype, recompute: boolean) => `${shapeKey(stage)}|${dtype}|${recompute ? 1 : 0}|${classKey(cls)}`;
+
+/** Each weight's index in a stage's weight table, by name. */
+export const slotIndex = (slots: readonly { name: string }[]): Map<string, number> => new Map(slots.map((w, i) => [w.name, i]));
 
 /** One stage's forward and backward over one shape class: lowered, differentiated, placed. Read-only. */
 export function stageProgram(arch: LlamaArch, stage: StageSpan, cls: ShapeClass, index: number, dtype: TensorDtype, recompute: boolean, weightIndex: ReadonlyMap<string, number>): StageProgram {
-  let cache = lowered.get(arch);
-  if (!cache) {
-    cache = new Map();
-    lowered.set(arch, cache);
-  }
-  const key = `${shapeKey(stage)}|${dtype}|${recompute ? 1 : 0}|${classKey(cls)}`;
-  const hit = cache.get(key);
-  if (hit) return hit.class === index ? hit : { ...hit, class: index };
-  const program = placeTensors(lowerDraft(arch, stage, cls, dtype, recompute, weightIndex), index);
-  if (cache.size > 4096) cache.clear();
-  cache.set(key, program);
-  return program;
+  return memoized(lowered, arch, programKey(stage, cls, dtype, recompute), index, () => placeTensors(lowerDraft(arch, stage, cls, dtype, recompute, weightIndex), index));
 }
 
 function lowerDraft(arch: LlamaArch, stage: StageSpan, cls: ShapeClass, dtype: TensorDtype, recompute: boolean, weightIndex: ReadonlyMap<string, number>): ProgramDraft {
@@ -98,8 +106,6 @@ function lowerDraft(arch: LlamaArch, stage: StageSpan, cls: ShapeClass, dtype: T
   eliminateDeadOps(draft);
   return draft;
 }
-
-const sized = new WeakMap<LlamaArch, Map<string, StageProgram>>();
 
 /**
  * A stage program's sizes without its ops, which is what weighing a schedule needs: measured on
@@ -113,14 +119,10 @@ export function stageProgramSizes(arch: LlamaArch, stage: StageSpan, cls: ShapeC
   const short = 6 + (blocks % 2);
   // The embedding's stage starts the model and the head's ends it: a short stage with both would be another model.
   if (blocks <= short || (stage.embedding && stage.head)) return stageProgram(arch, stage, cls, index, dtype, recompute, weightIndex);
-  let cache = sized.get(arch);
-  if (!cache) sized.set(arch, (cache = new Map()));
-  const key = `${shapeKey(stage)}|${dtype}|${recompute ? 1 : 0}|${classKey(cls)}`;
-  let hit = cache.get(key);
-  if (!hit) {
+  return memoized(sized, arch, programKey(stage, cls, dtype, recompute), index, () => {
     const range: [number, number] = stage.head ? [stage.blocks[1] - short, stage.blocks[1]] : [stage.blocks[0], stage.blocks[0] + short];
     const span = { ...stage, blocks: range };
-    const { program, tensorBlocks } = placeTagged(lowerDraft(arch, span, cls, dtype, recompute, new Map(weightLayout(arch, span, dtype).slots.map((w, i) => [w.name, i]))), index);
+    const { program, tensorBlocks } = placeTagged(lowerDraft(arch, span, cls, dtype, recompute, slotIndex(weightLayout(arch, span, dtype).slots)), index);
     // The middle layer: the short stage's second whole one.
     const p0 = range[0] + (range[0] % 2 === 0 ? 2 : 3);
     let perLayer = 0;
@@ -129,16 +131,16 @@ export function stageProgramSizes(arch: LlamaArch, stage: StageSpan, cls: ShapeC
       if (t.place === "stash" && typeof b === "number" && b >= p0 && b < p0 + 2) perLayer += alignUp(tensorBytes(t));
     });
     const stashBytes = program.stashBytes + ((blocks - short) / 2) * perLayer;
-    hit = { class: index, tensors: [], forward: [], backward: [], stashBytes, messageBytes: program.messageBytes, workBytes: program.workBytes };
-    if (cache.size > 4096) cache.clear();
-    cache.set(key, hit);
-  }
-  return hit.class === index ? hit : { ...hit, class: index };
+    return { class: index, tensors: [], forward: [], backward: [], stashBytes, messageBytes: program.messageBytes, workBytes: program.workBytes };
+  });
 }
 
+/** A micro-batch's five round buffers, in the order RoundLayout.offsets gives them. */
+export const ROUND_SLOTS = ["stash", "act_in", "act_out", "grad_in", "grad_out"] as const;
 const SLOT = { stash: 0, act_in: 1, act_out: 2, grad_in: 3, grad_out: 4 } as const;
 
-interface Interval {
+/** A round buffer live from action `start` to action `end` (both included); `slot` indexes RoundLayout.offsets. */
+export interface RoundInterval {
   slot: number;
   start: number;
   end: number;
@@ -146,7 +148,7 @@ interface Interval {
 }
 
 /** First fit in start order: each buffer takes the lowest gap that holds it. */
-function firstFit(intervals: readonly Interval[]): { offsets: number[]; bytes: number } {
+function firstFit(intervals: readonly RoundInterval[]): { offsets: number[]; bytes: number } {
   const alloc = new IntervalAllocator();
   const offsets = intervals.map((x) => {
     alloc.advance(x.start);
@@ -156,7 +158,7 @@ function firstFit(intervals: readonly Interval[]): { offsets: number[]; bytes: n
 }
 
 /** Equal slots of the largest stash: nothing fragments, at the price of the smaller stashes' slack. */
-function equalSlots(intervals: readonly Interval[]): { offsets: number[]; bytes: number } {
+function equalSlots(intervals: readonly RoundInterval[]): { offsets: number[]; bytes: number; slots: number } {
   const slot = alignUp(Math.max(1, ...intervals.map((x) => x.bytes)));
   const busy: number[] = []; // slot -> last action it is live at
   const offsets = intervals.map((x) => {
@@ -165,7 +167,7 @@ function equalSlots(intervals: readonly Interval[]): { offsets: number[]; bytes:
     busy[k] = x.end;
     return k * slot;
   });
-  return { offsets, bytes: busy.length * slot };
+  return { offsets, bytes: busy.length * slot, slots: busy.length };
 }
 
 /**
@@ -176,9 +178,26 @@ function equalSlots(intervals: readonly Interval[]): { offsets: number[]; bytes:
  * sizes freed out of order fragment a packed layout); message buffers follow, packed.
  */
 export function roundLayout(phase: LowerPhase, stage: number, programOf: (mb: number) => StageProgram): RoundLayout & { inFlight: number } {
+  const { stashes, messages } = roundIntervals(phase, stage, programOf);
+  const offsets = new Array<number>(5 * phase.microBatches.length).fill(-1);
+  const packed = firstFit(stashes);
+  const equal = equalSlots(stashes);
+  const stash = equal.bytes <= packed.bytes ? equal : packed;
+  const sent = firstFit(messages);
+  stashes.forEach((x, i) => (offsets[x.slot] = stash.offsets[i]!));
+  messages.forEach((x, i) => (offsets[x.slot] = stash.bytes + sent.offsets[i]!));
+  // Micro-batches stashed at once, at the most: the equal slots' count is exactly that.
+  return { offsets, bytes: stash.bytes + sent.bytes, inFlight: equal.slots };
+}
+
+/**
+ * The buffers a stage's round needs and when each is live, in start order: a stash from F to
+ * B, received activations from RECV to F, sent ones from F to SEND, and the same for gradients
+ * around B (what roundLayout places and what readPlan checks a plan's placing against).
+ */
+export function roundIntervals(phase: LowerPhase, stage: number, programOf: (mb: number) => Pick<StageProgram, "stashBytes" | "messageBytes">): { stashes: RoundInterval[]; messages: RoundInterval[] } {
   const actions = (phase.actions[stage] ?? []).map((t) => parseAction(t));
   const n = phase.microBatches.length;
-  const offsets = new Array<number>(5 * n).fill(-1);
   // Per micro-batch: where its F, B, SEND act and SEND grad are in the list (-1: absent).
   const f = new Int32Array(n).fill(-1);
   const b = new Int32Array(n).fill(-1);
@@ -191,8 +210,8 @@ export function roundLayout(phase: LowerPhase, stage: number, programOf: (mb: nu
     else if (a.op === "SEND") (a.what === "act" ? sendAct : sendGrad)[a.mb] = i;
   });
   const until = (i: number) => (i < 0 ? actions.length : i);
-  const stashes: Interval[] = [];
-  const messages: Interval[] = [];
+  const stashes: RoundInterval[] = [];
+  const messages: RoundInterval[] = [];
   actions.forEach((a, i) => {
     if (!a || a.op === "STEP" || a.mb < 0 || a.mb >= n) return;
     const p = programOf(a.mb);
@@ -203,22 +222,15 @@ export function roundLayout(phase: LowerPhase, stage: number, programOf: (mb: nu
       if (sendAct[mb]! >= 0) messages.push({ slot: 5 * mb + SLOT.act_out, start: i, end: sendAct[mb]!, bytes: p.messageBytes });
     } else if (a.op === "B" && sendGrad[mb]! >= 0) messages.push({ slot: 5 * mb + SLOT.grad_out, start: i, end: sendGrad[mb]!, bytes: p.messageBytes });
   });
-  const packed = firstFit(stashes);
-  const equal = equalSlots(stashes);
-  const stash = equal.bytes <= packed.bytes ? equal : packed;
-  const sent = firstFit(messages);
-  stashes.forEach((x, i) => (offsets[x.slot] = stash.offsets[i]!));
-  messages.forEach((x, i) => (offsets[x.slot] = stash.bytes + sent.offsets[i]!));
-  // Micro-batches stashed at once, at the most: the equal slots' count is exactly that.
-  return { offsets, bytes: stash.bytes + sent.bytes, inFlight: equal.bytes / Math.max(1, alignUp(Math.max(1, ...stashes.map((x) => x.bytes)))) };
+  return { stashes, messages };
 }
 
 /**
  * Every stage's programs and memory: the shape classes the schedule uses, one program pair per
  * stage and class, the weights and adapter arenas, and each phase's round layout. The
  * activation arena is the largest round's region followed by the largest program's workspace.
+ * With `sizesOnly`, each program is its sizes alone (stageProgramSizes): for weighing schedules.
  */
-/** With `sizesOnly`, each program is its sizes alone (stageProgramSizes): for weighing schedules. */
 export function lowerPrograms(inputs: LowerInputs, options: { sizesOnly?: boolean } = {}): Programs {
   const { arch, recompute, stages, adapters, phases } = inputs;
   const dtype = TENSOR_DTYPE[inputs.dtype];
@@ -247,7 +259,7 @@ export function lowerPrograms(inputs: LowerInputs, options: { sizesOnly?: boolea
     const state = adapterLayout(arch, stage, adapters);
     let set = setOf.get(shapeKey(stage));
     if (set === undefined) {
-      const weightIndex = new Map(weights.slots.map((w, i) => [w.name, i]));
+      const weightIndex = slotIndex(weights.slots);
       set = sets.length;
       setOf.set(shapeKey(stage), set);
       sets.push(classes.map((cls, k) => (options.sizesOnly ? stageProgramSizes : stageProgram)(arch, stage, cls, k, dtype, recompute, weightIndex)));

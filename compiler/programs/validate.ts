@@ -1,10 +1,9 @@
 import type { Plan } from "../plan/schema.js";
-import { parseAction } from "../plan/actions.js";
 import { tensorBytes } from "./allocate.js";
 import { touched } from "./builder.js";
 import { adapterLayout, TENSOR_DTYPE, weightLayout } from "./layout.js";
 import { planLowerInputs } from "./memory.js";
-import { longestExample, shapeClassOf } from "./lower.js";
+import { longestExample, ROUND_SLOTS, roundIntervals, shapeClassOf } from "./lower.js";
 import type { ProgramOp, StageProgram, StagePrograms } from "./types.js";
 
 /** Operand counts of each op: fixed, or one `u` per part after the fixed ones. */
@@ -147,32 +146,19 @@ function roundProblems(s: StagePrograms, programs: readonly StageProgram[], phas
   const label = `programs.stages.${s.stage}.rounds.${p}`;
   if (round.offsets.length !== 5 * n) return [`${label}: ${round.offsets.length} offsets for ${n} micro-batches`];
   if (round.bytes > s.roundBytes) return [`${label}: ${round.bytes} bytes, past the round region's ${s.roundBytes}`];
-  const actions = (phase.actions[s.stage] ?? []).map((t) => parseAction(t)!);
-  const at = new Map<string, number>();
-  actions.forEach((a, i) => {
-    if (a.op !== "STEP") at.set(a.op === "SEND" || a.op === "RECV" ? `${a.op} ${a.what} ${a.mb}` : `${a.op} ${a.mb}`, i);
-  });
-  const end = (key: string) => at.get(key) ?? actions.length;
-  const intervals: { start: number; end: number; offset: number; bytes: number; what: string }[] = [];
-  const need = (slot: number, mb: number, start: number, until: number, bytes: number, what: string) => {
-    const offset = round.offsets[5 * mb + slot]!;
-    if (offset < 0) return `${label}: mb${mb} has no ${what}`;
-    if (offset + bytes > round.bytes) return `${label}: mb${mb}'s ${what} at ${offset} ends past the round's ${round.bytes} bytes`;
-    intervals.push({ start, end: until, offset, bytes, what: `mb${mb}'s ${what}` });
-    return undefined;
-  };
+  const { stashes, messages } = roundIntervals(phase, s.stage, (mb) => programs[classOf[mb]!]!);
+  // In start order; a stash before the message that starts with it.
+  const live = [...stashes, ...messages].sort((x, y) => x.start - y.start || (x.slot % 5) - (y.slot % 5));
   const problems: string[] = [];
-  actions.forEach((a, i) => {
-    if (a.op === "STEP") return;
-    const program = programs[classOf[a.mb]!]!;
-    let problem: string | undefined;
-    if (a.op === "RECV") problem = need(a.what === "act" ? 1 : 3, a.mb, i, end(`${a.what === "act" ? "F" : "B"} ${a.mb}`), program.messageBytes, a.what === "act" ? "act_in" : "grad_in");
-    else if (a.op === "F") {
-      problem = need(0, a.mb, i, end(`B ${a.mb}`), program.stashBytes, "stash");
-      if (!problem && at.has(`SEND act ${a.mb}`)) problem = need(2, a.mb, i, end(`SEND act ${a.mb}`), program.messageBytes, "act_out");
-    } else if (a.op === "B" && at.has(`SEND grad ${a.mb}`)) problem = need(4, a.mb, i, end(`SEND grad ${a.mb}`), program.messageBytes, "grad_out");
-    if (problem) problems.push(problem);
-  });
+  const intervals: { start: number; end: number; offset: number; bytes: number; what: string }[] = [];
+  for (const x of live) {
+    const mb = Math.floor(x.slot / 5);
+    const what = ROUND_SLOTS[x.slot % 5]!;
+    const offset = round.offsets[x.slot]!;
+    if (offset < 0) problems.push(`${label}: mb${mb} has no ${what}`);
+    else if (offset + x.bytes > round.bytes) problems.push(`${label}: mb${mb}'s ${what} at ${offset} ends past the round's ${round.bytes} bytes`);
+    else intervals.push({ start: x.start, end: x.end, offset, bytes: x.bytes, what: `mb${mb}'s ${what}` });
+  }
   if (problems.length > 0) return problems;
   // Intervals were made in start order: sweep, keeping those still live.
   const active: typeof intervals = [];
