@@ -168,13 +168,9 @@ Napi::Value run(const Napi::Env& env, const Napi::Object& spec) {
     auto exec = std::make_unique<ProgramExecutor<S>>(c, ranges[s].first, ranges[s].second, programs.classes, std::move(sp.programs), sp.weights, std::move(placed), m.backend);
     LF_CHECK(sp.work_elems >= exec->max_work() && sp.rounds.size() == 1 && sp.rounds[0].size() == batches.size(), "spec.programs: stage " << s << "'s arena does not hold its programs");
     for (size_t i = 0; i < batches.size(); i++) {
-      const RoundBuffers& b = sp.rounds[0][i];
-      const ProgramSpec& prog = exec->program(programs.class_of[0][i]);
-      for (auto [at, n] : {std::pair<int64_t, int64_t>{b.stash, prog.stash}, {b.act_in, prog.message}, {b.act_out, prog.message}, {b.grad_in, prog.message}, {b.grad_out, prog.message}}) {
-        LF_CHECK(at == -1 || (at >= 0 && at <= sp.round_elems && n <= sp.round_elems - at), "spec.programs: stage " << s << " puts a buffer outside its round region");
-      }
-      LF_CHECK(b.stash >= 0, "spec.programs: micro-batch " << i << " has no stash slot on stage " << s);
-      LF_CHECK(prog.message >= batches[i].T * c.hidden || ranges.size() == 1, "spec.programs: stage " << s << "'s message buffers are too small");
+      // Stages hand each other [T, C] rows before a program checks them: T must be the class's.
+      LF_CHECK(programs.classes[static_cast<size_t>(programs.class_of[0][i])].rows == batches[i].T, "spec.programs: micro-batch " << i << " is not its class's rows");
+      exec->check_buffers(programs.class_of[0][i], sp.rounds[0][i], sp.round_elems, "spec.programs: stage " + std::to_string(s) + "'s micro-batch " + std::to_string(i));
     }
     m.arenas.emplace_back(static_cast<size_t>(sp.round_elems + sp.work_elems));
     const int64_t l0 = ranges[s].first / 2, l1 = (ranges[s].second + 1) / 2;

@@ -14,6 +14,18 @@
 
 namespace loraflow::js {
 
+// Element i of an array, which must be an object; `where` names it.
+inline Napi::Object object_at(const Napi::Array& a, uint32_t i, const std::string& where) {
+  LF_CHECK(a.Get(i).IsObject(), where << " must be an object");
+  return a.Get(i).As<Napi::Object>();
+}
+
+// The index of `value` in a table of `count` names (op names, places), or -1.
+inline int name_index(const char* const* names, int count, const std::string& value) {
+  for (int i = 0; i < count; i++) if (value == names[i]) return i;
+  return -1;
+}
+
 // A count of bytes that must be whole fp32 elements; returns elements.
 inline int64_t elements(const Napi::Object& o, const std::string& key, const std::string& where) {
   const int64_t bytes = integer(o, key, where);
@@ -52,15 +64,13 @@ inline std::vector<ShapeClassSpec> shape_classes(const Napi::Array& a) {
   std::vector<ShapeClassSpec> out;
   for (uint32_t i = 0; i < a.Length(); i++) {
     const std::string w = "programs.classes[" + std::to_string(i) + "]";
-    LF_CHECK(a.Get(i).IsObject(), w << " must be an object");
-    Napi::Object o = a.Get(i).As<Napi::Object>();
+    Napi::Object o = object_at(a, i, w);
     ShapeClassSpec c;
     c.rows = integer(o, "rows", w);
     Napi::Array parts = array(o, "parts", w);
     int64_t rows = 0;
     for (uint32_t j = 0; j < parts.Length(); j++) {
-      LF_CHECK(parts.Get(j).IsObject(), w << ".parts must hold objects");
-      Napi::Object po = parts.Get(j).As<Napi::Object>();
+      Napi::Object po = object_at(parts, j, w + ".parts[" + std::to_string(j) + "]");
       ShapeClassSpec::Part p;
       p.rows = integer(po, "rows", w);
       p.rank = integer(po, "rank", w);
@@ -82,8 +92,7 @@ inline std::vector<ShapeClassSpec> shape_classes(const Napi::Array& a) {
 inline OpSpec program_op(const Napi::Object& o, const std::string& w) {
   OpSpec op;
   const std::string name = field(o, "op", w).As<Napi::String>();
-  int code = -1;
-  for (int i = 0; i < static_cast<int>(OpCode::kCount); i++) if (name == kOpNames[i]) code = i;
+  const int code = name_index(kOpNames, static_cast<int>(OpCode::kCount), name);
   LF_CHECK(code >= 0, w << ": unknown op " << name);
   op.code = static_cast<OpCode>(code);
   op.in = indices(o, "in", w, false);
@@ -107,13 +116,11 @@ inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
   Napi::Array tensors = array(o, "tensors", w);
   for (uint32_t i = 0; i < tensors.Length(); i++) {
     const std::string tw = w + ".tensors[" + std::to_string(i) + "]";
-    LF_CHECK(tensors.Get(i).IsObject(), tw << " must be an object");
-    Napi::Object to = tensors.Get(i).As<Napi::Object>();
+    Napi::Object to = object_at(tensors, i, tw);
     TensorSpec t;
     t.name = field(to, "name", tw).As<Napi::String>();
     const std::string place = field(to, "place", tw).As<Napi::String>();
-    int k = -1;
-    for (int j = 0; j < static_cast<int>(Place::kCount); j++) if (place == kPlaceNames[j]) k = j;
+    const int k = name_index(kPlaceNames, static_cast<int>(Place::kCount), place);
     LF_CHECK(k >= 0, tw << ": unknown place " << place);
     t.place = static_cast<Place>(k);
     t.offset = elements(to, "offset", tw);
@@ -131,8 +138,7 @@ inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
     Napi::Array ops = array(o, list, w);
     for (uint32_t i = 0; i < ops.Length(); i++) {
       const std::string ow = w + "." + list + "[" + std::to_string(i) + "]";
-      LF_CHECK(ops.Get(i).IsObject(), ow << " must be an object");
-      (std::string(list) == "forward" ? p.forward : p.backward).push_back(program_op(ops.Get(i).As<Napi::Object>(), ow));
+      (std::string(list) == "forward" ? p.forward : p.backward).push_back(program_op(object_at(ops, i, ow), ow));
     }
   }
   return p;
@@ -142,8 +148,7 @@ inline std::vector<WeightSlotSpec> weight_slots(const Napi::Array& a, const std:
   std::vector<WeightSlotSpec> out;
   for (uint32_t i = 0; i < a.Length(); i++) {
     const std::string sw = w + "[" + std::to_string(i) + "]";
-    LF_CHECK(a.Get(i).IsObject(), sw << " must be an object");
-    Napi::Object o = a.Get(i).As<Napi::Object>();
+    Napi::Object o = object_at(a, i, sw);
     WeightSlotSpec s;
     s.name = field(o, "name", sw).As<Napi::String>();
     s.offset = elements(o, "offset", sw);
@@ -176,8 +181,8 @@ inline ProgramsSpec programs(const Napi::Object& o) {
     Napi::Array set = sets.Get(k).As<Napi::Array>();
     programs.emplace_back();
     for (uint32_t i = 0; i < set.Length(); i++) {
-      LF_CHECK(set.Get(i).IsObject(), "programs.sets[" << k << "][" << i << "] must be an object");
-      programs.back().push_back(program(set.Get(i).As<Napi::Object>(), "programs.sets[" + std::to_string(k) + "][" + std::to_string(i) + "]"));
+      const std::string pw = "programs.sets[" + std::to_string(k) + "][" + std::to_string(i) + "]";
+      programs.back().push_back(program(object_at(set, i, pw), pw));
     }
   }
   Napi::Array stages = array(o, "stages", "programs");
@@ -185,8 +190,7 @@ inline ProgramsSpec programs(const Napi::Object& o) {
   t.stages.resize(stages.Length());
   for (uint32_t s = 0; s < stages.Length(); s++) {
     const std::string w = "programs.stages[" + std::to_string(s) + "]";
-    LF_CHECK(stages.Get(s).IsObject(), w << " must be an object");
-    Napi::Object so = stages.Get(s).As<Napi::Object>();
+    Napi::Object so = object_at(stages, s, w);
     StageProgramsSpec& ss = t.stages[s];
     ss.weights = weight_slots(array(so, "weights", w), w + ".weights");
     ss.adapter_elems = elements(so, "adapterBytes", w);
@@ -199,8 +203,7 @@ inline ProgramsSpec programs(const Napi::Object& o) {
     Napi::Array rounds = array(so, "rounds", w);
     for (uint32_t p = 0; p < rounds.Length(); p++) {
       const std::string rw = w + ".rounds[" + std::to_string(p) + "]";
-      LF_CHECK(rounds.Get(p).IsObject(), rw << " must be an object");
-      Napi::Object ro = rounds.Get(p).As<Napi::Object>();
+      Napi::Object ro = object_at(rounds, p, rw);
       LF_CHECK(elements(ro, "bytes", rw) <= ss.round_elems, rw << ": past the round region");
       Napi::Array offsets = array(ro, "offsets", rw);
       LF_CHECK(offsets.Length() % 5 == 0, rw << ".offsets come in fives");

@@ -94,6 +94,18 @@ class ProgramExecutor {
   // Each part's loss share after a forward with the head (zero otherwise).
   const std::vector<double>& part_losses() const { return part_losses_; }
 
+  // A micro-batch of class `cls` may run in these buffers of a round region of `round_elems`:
+  // each inside the region, a stash slot, and message buffers that hold its [T, C] rows.
+  void check_buffers(int cls, const RoundBuffers& b, int64_t round_elems, const std::string& where) const {
+    const ProgramSpec& p = program(cls);
+    for (auto [at, n] : {std::pair<int64_t, int64_t>{b.stash, p.stash}, {b.act_in, p.message}, {b.act_out, p.message}, {b.grad_in, p.message}, {b.grad_out, p.message}}) {
+      LF_CHECK(at == -1 || (at >= 0 && at <= round_elems && n <= round_elems - at), where << " puts a buffer outside the round region");
+    }
+    LF_CHECK(b.stash >= 0, where << " has no stash slot");
+    const bool messages = b.act_in >= 0 || b.act_out >= 0 || b.grad_in >= 0 || b.grad_out >= 0;
+    LF_CHECK(!messages || p.message >= classes_[static_cast<size_t>(cls)].rows * c_.hidden, where << " has message buffers smaller than its rows");
+  }
+
   // Sizes the per-micro-batch tables for up to `parts` parts (before the loop: no allocation in it).
   void reserve_parts(size_t parts) { part_losses_.reserve(parts); }
 

@@ -134,15 +134,7 @@ Trainer::Trainer(TrainSpec spec)
     for (size_t p = 0; p < ss.compiled.rounds.size(); p++) {
       LF_CHECK(ss.compiled.rounds[p].size() == spec_.phases[p].micro_batches.size() && spec_.class_of[p].size() == ss.compiled.rounds[p].size(), where << ": phase " << p << " lays out " << ss.compiled.rounds[p].size() << " micro-batches");
       for (size_t mb = 0; mb < ss.compiled.rounds[p].size(); mb++) {
-        const RoundBuffers& b = ss.compiled.rounds[p][mb];
-        const ProgramSpec& prog = state->exec->program(spec_.class_of[p][mb]);
-        for (auto [at, n] : {std::pair<int64_t, int64_t>{b.stash, prog.stash}, {b.act_in, prog.message}, {b.act_out, prog.message}, {b.grad_in, prog.message}, {b.grad_out, prog.message}}) {
-          LF_CHECK(at == -1 || (at >= 0 && at <= ss.compiled.round_elems && n <= ss.compiled.round_elems - at), where << ": phase " << p << " puts a buffer of micro-batch " << mb << " outside the round region");
-        }
-        LF_CHECK(b.stash >= 0, where << ": phase " << p << " has no stash slot for micro-batch " << mb);
-        // What SEND and RECV move: the micro-batch's [T, C] activations or gradients.
-        const bool messages = b.act_in >= 0 || b.act_out >= 0 || b.grad_in >= 0 || b.grad_out >= 0;
-        LF_CHECK(!messages || prog.message >= spec_.classes[static_cast<size_t>(spec_.class_of[p][mb])].rows * c.hidden, where << ": phase " << p << "'s message buffers are smaller than micro-batch " << mb);
+        state->exec->check_buffers(spec_.class_of[p][mb], ss.compiled.rounds[p][mb], ss.compiled.round_elems, where + ": phase " + std::to_string(p) + "'s micro-batch " + std::to_string(mb));
       }
     }
     state->activations = std::make_unique<Arena>(where + " activations", ss.compiled.round_elems + ss.compiled.work_elems);
