@@ -45,6 +45,41 @@ export function parseAction(text: string): Action | undefined {
   return action;
 }
 
+// Each compile reads a candidate schedule's lists several times (verifier, simulator, memory
+// plan): the parse of a list is kept beside a copy of its strings, and reused while the list
+// still holds the same strings, so a list changed in place is parsed again.
+const parsedLists = new WeakMap<readonly string[], { texts: string[]; actions: (Action | undefined)[] }>();
+
+/** parseAction of every string of a list (undefined where one is not an action). Treat the result as read-only. */
+export function parseActionList(list: readonly string[]): readonly (Action | undefined)[] {
+  const kept = parsedLists.get(list);
+  if (kept && kept.texts.length === list.length && kept.texts.every((t, i) => t === list[i])) return kept.actions;
+  const texts = list.slice();
+  const actions = texts.map((t) => parseAction(t));
+  parsedLists.set(list, { texts, actions });
+  return actions;
+}
+
+/**
+ * A stage's list as a schedule builds it: the strings plan.json keeps, with their parse kept
+ * beside them, so that no later pass parses what the compiler itself wrote.
+ */
+export class ActionListBuilder {
+  private readonly texts: string[] = [];
+  private readonly actions: Action[] = [];
+
+  push(action: Action): void {
+    this.texts.push(formatAction(action));
+    this.actions.push(action);
+  }
+
+  /** The list; building on after this is an error. */
+  list(): string[] {
+    parsedLists.set(this.texts, { texts: this.texts.slice(), actions: this.actions });
+    return this.texts;
+  }
+}
+
 function parseUncached(text: string): Action | undefined {
   const m = PATTERN.exec(text);
   if (!m) return undefined;

@@ -1,4 +1,4 @@
-import { parseAction } from "../plan/actions.js";
+import { parseActionList } from "../plan/actions.js";
 import type { Dtype, LlamaArch } from "../job.js";
 import { lowerLlama, type Graph } from "../models/llama-graph.js";
 import { TARGET_MODULES } from "../models/llama.js";
@@ -196,7 +196,7 @@ export function roundLayout(phase: LowerPhase, stage: number, programOf: (mb: nu
  * around B (what roundLayout places and what readPlan checks a plan's placing against).
  */
 export function roundIntervals(phase: LowerPhase, stage: number, programOf: (mb: number) => Pick<StageProgram, "stashBytes" | "messageBytes">): { stashes: RoundInterval[]; messages: RoundInterval[] } {
-  const actions = (phase.actions[stage] ?? []).map((t) => parseAction(t));
+  const actions = parseActionList(phase.actions[stage] ?? []);
   const n = phase.microBatches.length;
   // Per micro-batch: where its F, B, SEND act and SEND grad are in the list (-1: absent).
   const f = new Int32Array(n).fill(-1);

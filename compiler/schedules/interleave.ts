@@ -1,5 +1,5 @@
 import type { MicroBatch, Phase, ResolvedAdapter } from "../ir.js";
-import { formatAction } from "../plan/actions.js";
+import { ActionListBuilder } from "../plan/actions.js";
 import { phaseBoundaries } from "./phases.js";
 import { streamActions } from "./stream.js";
 
@@ -55,10 +55,13 @@ function round(groups: ResolvedAdapter[][], active: number[], stages: number, st
   }
   const ids = microBatches.map((m) => m.id);
   const actions = Array.from({ length: stages }, (_, s) => {
-    const beforeForward = (mb: number) => (opens.get(mb) ?? []).map((a) => formatAction({ op: "STEP", adapter: a.index }));
-    const out = streamActions(ids, s, stages, stages - 1 - s, beforeForward);
-    for (const group of groups) for (const a of group) out.push(formatAction({ op: "STEP", adapter: a.index }));
-    return out;
+    const out = new ActionListBuilder();
+    const beforeForward = (mb: number) => {
+      for (const a of opens.get(mb) ?? []) out.push({ op: "STEP", adapter: a.index });
+    };
+    streamActions(out, ids, s, stages, stages - 1 - s, beforeForward);
+    for (const group of groups) for (const a of group) out.push({ op: "STEP", adapter: a.index });
+    return out.list();
   });
   return { rounds, stepsPerRound: steps, adapters: active, microBatches, actions };
 }

@@ -1,5 +1,5 @@
 import type { MicroBatch, Phase, ResolvedAdapter } from "../ir.js";
-import { formatAction } from "../plan/actions.js";
+import { ActionListBuilder } from "../plan/actions.js";
 import { phaseBoundaries } from "./phases.js";
 import { streamActions } from "./stream.js";
 
@@ -15,10 +15,11 @@ interface Unit {
 export type Interleave = "1f1b" | "gpipe";
 
 /** One stage's actions for one unit: its micro-batches (1F1B or GPipe), then the unit's steps. */
-function stageActions(unit: Unit, stage: number, stages: number, interleave: Interleave): string[] {
+function stageActions(out: ActionListBuilder, unit: Unit, stage: number, stages: number, interleave: Interleave): void {
   const ids = unit.microBatches.map((m) => m.id);
   const warmup = interleave === "gpipe" ? ids.length : stages - 1 - stage;
-  return [...streamActions(ids, stage, stages, warmup), ...unit.steps.map((adapter) => formatAction({ op: "STEP", adapter }))];
+  streamActions(out, ids, stage, stages, warmup);
+  for (const adapter of unit.steps) out.push({ op: "STEP", adapter });
 }
 
 function microBatchesOf(adapter: ResolvedAdapter, nextId: () => number): MicroBatch[] {
@@ -50,7 +51,11 @@ export function flushSchedule(adapters: readonly ResolvedAdapter[], stages: numb
     } else {
       units = members.map((a) => ({ microBatches: microBatchesOf(a, nextId), steps: [a.index] }));
     }
-    const actions = Array.from({ length: stages }, (_, s) => units.flatMap((u) => stageActions(u, s, stages, interleave)));
+    const actions = Array.from({ length: stages }, (_, s) => {
+      const out = new ActionListBuilder();
+      for (const u of units) stageActions(out, u, s, stages, interleave);
+      return out.list();
+    });
     return { rounds, stepsPerRound: 1, adapters: active, microBatches: units.flatMap((u) => u.microBatches), actions };
   });
 }

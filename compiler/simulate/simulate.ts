@@ -1,4 +1,4 @@
-import { parseAction, type Action } from "../plan/actions.js";
+import { parseActionList, type Action } from "../plan/actions.js";
 import type { VerifiablePhase } from "../plan/verify-schedule.js";
 
 /** What each action costs, in seconds, on each stage. */
@@ -72,7 +72,7 @@ interface RoundsResult {
  * receive waits for arrival; an adapter's STEP waits until every stage has finished
  * that step's backwards (their shares of the gradient norm), then takes its cost.
  */
-function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], costs: PhaseCosts, rounds: number, timeline?: Timeline): RoundsResult {
+function runRounds(stages: number, phase: VerifiablePhase, actions: readonly (readonly Action[])[], costs: PhaseCosts, rounds: number, timeline?: Timeline): RoundsResult {
   const clock = new Array<number>(stages).fill(0);
   const busy = new Array<number>(stages).fill(0);
   const ends = new Array<number>(rounds).fill(0);
@@ -87,16 +87,23 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
   const linkFree = new Array<number>(2 * stages).fill(0);
   const sent = new Map<number, TransferEvent>();
   const parts = new Map(phase.microBatches.map((m) => [m.id, m.parts]));
-  const needed = new Map<string, number>();
-  for (const m of phase.microBatches) for (const p of m.parts) needed.set(`${p.adapter} ${p.step}`, (needed.get(`${p.adapter} ${p.step}`) ?? 0) + 1);
-  // Per (round, adapter, step): backwards finished on each stage, and when the last one ended.
-  const shares = new Map<string, { count: number[]; at: number[] }>();
-  const share = (k: string) => {
+  // Backwards of an adapter's step, by (adapter, step); then per (round, adapter, step), the
+  // backwards each stage has finished and when its last one ended. Keys are numbers (no strings
+  // in the loop): (r * adapters + adapter) * steps + step.
+  let adapters = 1;
+  for (const m of phase.microBatches) for (const p of m.parts) adapters = Math.max(adapters, p.adapter + 1);
+  for (const list of actions) for (const a of list) if (a.op === "STEP") adapters = Math.max(adapters, a.adapter + 1);
+  const steps = phase.stepsPerRound;
+  const needed = new Map<number, number>();
+  for (const m of phase.microBatches) for (const p of m.parts) needed.set(p.adapter * steps + p.step, (needed.get(p.adapter * steps + p.step) ?? 0) + 1);
+  const shares = new Map<number, { count: number[]; at: number[] }>();
+  const share = (k: number) => {
     let v = shares.get(k);
     if (!v) shares.set(k, (v = { count: new Array<number>(stages).fill(0), at: new Array<number>(stages).fill(0) }));
     return v;
   };
-  const taken = Array.from({ length: stages }, () => new Map<string, number>());
+  // Per stage, STEPs taken by (round, adapter): r * adapters + adapter.
+  const taken = Array.from({ length: stages }, () => new Map<number, number>());
   const finished = (s: number) => round[s]! >= rounds;
   for (;;) {
     let progressed = false;
@@ -111,7 +118,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           if (r === 0) busy[s]! += cost;
           if (a.op === "B") {
             for (const p of parts.get(a.mb)!) {
-              const v = share(`${r} ${p.adapter} ${p.step}`);
+              const v = share((r * adapters + p.adapter) * steps + p.step);
               v.count[s]!++;
               v.at[s] = clock[s]!;
             }
@@ -138,9 +145,9 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           const t = timeline && sent.get(messageKey(a.what, a.peer, a.mb, r));
           if (t) t.received = clock[s]!;
         } else if (a.op === "STEP") {
-          const j = taken[s]!.get(`${r} ${a.adapter}`) ?? 0;
-          const v = share(`${r} ${a.adapter} ${j}`);
-          const need = needed.get(`${a.adapter} ${j}`) ?? 0;
+          const j = taken[s]!.get(r * adapters + a.adapter) ?? 0;
+          const v = share((r * adapters + a.adapter) * steps + j);
+          const need = needed.get(a.adapter * steps + j) ?? 0;
           if (!v.count.every((c) => c >= need)) break;
           const cost = costs.step[s]![a.adapter]!;
           const ready = Math.max(clock[s]!, ...v.at);
@@ -148,7 +155,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
           clock[s] = ready + cost;
           timeline?.events.push({ stage: s, op: "STEP", mb: -1, adapter: a.adapter, start: clock[s]! - cost, end: clock[s]! });
           if (r === 0) busy[s]! += cost;
-          taken[s]!.set(`${r} ${a.adapter}`, j + 1);
+          taken[s]!.set(r * adapters + a.adapter, j + 1);
         }
         pc[s]!++;
         if (pc[s] === actions[s]!.length) {
@@ -173,7 +180,7 @@ function runRounds(stages: number, phase: VerifiablePhase, actions: Action[][], 
 /** The first `rounds` rounds of a phase, action by action. */
 export function phaseTimeline(stages: number, phase: VerifiablePhase, costs: PhaseCosts, rounds: number): Timeline {
   const timeline: Timeline = { events: [], transfers: [], waits: [] };
-  runRounds(stages, phase, phase.actions.map((list) => list.map((t) => parseAction(t)!)), costs, Math.min(rounds, phase.rounds), timeline);
+  runRounds(stages, phase, phase.actions.map((list) => parseActionList(list) as readonly Action[]), costs, Math.min(rounds, phase.rounds), timeline);
   return timeline;
 }
 
@@ -182,7 +189,7 @@ export function simulate(stages: number, phases: readonly VerifiablePhase[], cos
   const busy = new Array<number>(stages).fill(0);
   let bound = 0;
   phases.forEach((phase, p) => {
-    const actions = phase.actions.map((list) => list.map((t) => parseAction(t)!));
+    const actions = phase.actions.map((list) => parseActionList(list) as readonly Action[]);
     const c = costs[p]!;
     // Two rounds show the first round's time and the steady increment of every later one.
     const { ends, busy: roundBusy } = runRounds(stages, phase, actions, c, Math.min(phase.rounds, 2));

@@ -1,7 +1,8 @@
 import * as path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { formatDiagnostics, verifySchedule } from "../../compiler/index.js";
+import { formatDiagnostics, parseAction, verifySchedule } from "../../compiler/index.js";
+import { parseActionList } from "../../compiler/plan/actions.js";
 import { makeContext, type Ir, type Phase, type ResolvedAdapter } from "../../compiler/ir.js";
 import { verify } from "../../compiler/passes/verify.js";
 import { interleavedSchedule } from "../../compiler/schedules/interleave.js";
@@ -114,6 +115,8 @@ describe("flush schedules", () => {
         const list = adapters.map((a, i) => adapter(i, a.m, a.steps));
         const phases = kind.name === "mlora" ? interleavedSchedule(list, stages) : flushSchedule(list, stages, kind.interleave, kind.fused);
         expect(verifySchedule(stages, list.length, phases)).toEqual([]);
+        // The parse a schedule keeps beside its lists is what parsing their strings gives.
+        for (const p of phases) for (const l of p.actions) expect(parseActionList(l)).toEqual(l.map((t) => parseAction(t)));
         const steps = phases.reduce((n, p) => n + p.rounds * p.stepsPerRound, 0);
         expect(steps).toBe(Math.max(...adapters.map((a) => a.steps)));
       }),
@@ -123,6 +126,18 @@ describe("flush schedules", () => {
 });
 
 describe("the verifier catches corrupted plans", () => {
+  it("a list changed in place after it was verified is parsed and verified again", () => {
+    const phases = flushSchedule([adapter(0, 3, 2), adapter(1, 2, 2)], 3, "1f1b", false);
+    expect(verifySchedule(3, 2, phases)).toEqual([]);
+    const list = phases[0]!.actions[1]!;
+    const i = list.indexOf("F mb0");
+    list[i] = "F mb7";
+    expect(verifySchedule(3, 2, phases).join("\n")).toMatch(/action \d+ `F mb7`: mb7 is not in the phase/);
+    list[i] = "F mb0";
+    list.push("F mb0");
+    expect(verifySchedule(3, 2, phases).join("\n")).toMatch(/a second forward/);
+  });
+
   const base = () => structuredClone(flushSchedule([adapter(0, 3, 2), adapter(1, 2, 2)], 3, "1f1b", false));
   const corrupt = (edit: (phases: Phase[]) => void) => {
     const phases = base();
