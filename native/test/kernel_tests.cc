@@ -1,0 +1,354 @@
+// kernel_tests: every CUDA kernel of the engine run on the CPU harness (cuda/emulate.h) against
+// model/ops.h in double, on inputs that are exact in the kernel's storage type. Each case runs
+// in forward, reverse and shuffled thread order and must give the same bits in all three (a
+// difference is a race), no NaN (poisoned memory read before it was written), and an error
+// within its tolerance:
+//   fp32 storage: 1e-5 of the output's largest magnitude. Sums of up to a few thousand fp32
+//     terms in a fixed order stay within ~sqrt(n) * 2^-24 relative, far inside it.
+//   bf16 storage: k * 2^-9 of the output's largest magnitude, k the roundings on the way to an
+//     output (each bf16 rounding is within 2^-9 of the value rounded), plus one for the fp32
+//     work: RMSNorm rounds the norm, then the product (k = 3); SwiGLU silu, then the product
+//     (3); sums and backward accumulations once (2); RoPE, as Hugging Face's bf16 ops do, cos
+//     (or sin), both products and the sum, of values up to |a| + |b| (k = 2 * 5 = 10).
+// Usage: kernel_tests [--list | --case NAME]; exits 1 when a case fails.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/bf16.h"
+#include "cuda/emulate.h"
+#include "cuda/kernels/elementwise.h"
+#include "cuda/kernels/rmsnorm.h"
+#include "model/ops.h"
+
+using namespace loraflow;
+using namespace loraflow::cuda;
+
+namespace {
+
+constexpr ThreadOrder kOrders[] = {ThreadOrder::kForward, ThreadOrder::kReverse, ThreadOrder::kShuffled};
+
+struct Rng {
+  std::mt19937_64 gen;
+  explicit Rng(uint64_t seed) : gen(seed) {}
+  double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(gen); }
+};
+
+template <typename T>
+std::vector<T> random_values(size_t n, double lo, double hi, Rng& rng) {
+  std::vector<T> v(n);
+  for (auto& x : v) x = from_float<T>(static_cast<float>(rng.uniform(lo, hi)));
+  return v;
+}
+
+template <typename T>
+std::vector<T> poisoned(size_t n) {
+  return std::vector<T>(n, from_float<T>(std::numeric_limits<float>::quiet_NaN()));
+}
+
+template <typename T>
+std::vector<double> widen(const std::vector<T>& v) {
+  std::vector<double> d(v.size());
+  for (size_t i = 0; i < v.size(); i++) d[i] = to_float(v[i]);
+  return d;
+}
+
+template <typename T>
+const char* type_name() {
+  return sizeof(T) == 2 ? "bf16" : "f32";
+}
+
+// The tolerance of an output that is rounded `roundings` times when stored in T (see the top).
+template <typename T>
+double tolerance(int roundings) {
+  return sizeof(T) == 2 ? roundings * std::ldexp(1.0, -9) : 1e-5;
+}
+
+void append(std::vector<double>& to, const std::vector<double>& from) { to.insert(to.end(), from.begin(), from.end()); }
+
+struct Outcome {
+  bool ok = true;
+  std::string message;
+};
+
+// Runs `kernel` (fresh inputs and outputs each time, returning its outputs) in every thread
+// order and checks them against `reference`.
+Outcome check(const std::function<std::vector<double>(ThreadOrder)>& kernel, const std::vector<double>& reference, double tol) {
+  std::vector<double> first;
+  for (ThreadOrder order : kOrders) {
+    const std::vector<double> out = kernel(order);
+    if (out.size() != reference.size()) return {false, "output size differs from the reference"};
+    for (size_t i = 0; i < out.size(); i++) {
+      if (std::isnan(out[i])) return {false, "NaN at output " + std::to_string(i) + " (read before written?)"};
+    }
+    if (first.empty()) {
+      first = out;
+    } else if (std::memcmp(first.data(), out.data(), out.size() * sizeof(double)) != 0) {
+      return {false, "thread order changes the result (a race between threads of a phase)"};
+    }
+  }
+  double scale = 0, err = 0;
+  for (size_t i = 0; i < reference.size(); i++) scale = std::max(scale, std::fabs(reference[i]));
+  for (size_t i = 0; i < reference.size(); i++) err = std::max(err, std::fabs(first[i] - reference[i]));
+  const double rel = scale == 0 ? err : err / scale;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "error %.3g of max |ref| %.3g (tolerance %.3g)", rel, scale, tol);
+  return {rel <= tol, buf};
+}
+
+template <typename T>
+Outcome rmsnorm_forward(int64_t rows, int64_t C) {
+  Rng rng(static_cast<uint64_t>(C));
+  const auto x = random_values<T>(static_cast<size_t>(rows * C), -2, 2, rng);
+  const auto w = random_values<T>(static_cast<size_t>(C), 0.5, 1.5, rng);
+  const double eps = 1e-5;
+  std::vector<double> y(x.size()), rstd(static_cast<size_t>(rows));
+  ops::rmsnorm_forward(y.data(), rstd.data(), widen(x).data(), widen(w).data(), rows, C, eps);
+  std::vector<double> ref = y;
+  append(ref, rstd);
+  return check(
+      [&](ThreadOrder order) {
+        auto out = poisoned<T>(x.size());
+        auto r = poisoned<float>(static_cast<size_t>(rows));
+        emulate<RmsnormForward<T>>({out.data(), r.data(), x.data(), w.data(), rows, C, static_cast<float>(eps)}, order);
+        auto got = widen(out);
+        append(got, widen(r));
+        return got;
+      },
+      ref, tolerance<T>(3));
+}
+
+template <typename T>
+Outcome rmsnorm_backward(int64_t rows, int64_t C) {
+  Rng rng(static_cast<uint64_t>(C) + 7);
+  const auto x = random_values<T>(static_cast<size_t>(rows * C), -2, 2, rng);
+  const auto w = random_values<T>(static_cast<size_t>(C), 0.5, 1.5, rng);
+  const auto dy = random_values<T>(x.size(), -1, 1, rng);
+  const auto dx0 = random_values<T>(x.size(), -1, 1, rng);
+  std::vector<double> y(x.size()), rstd(static_cast<size_t>(rows));
+  ops::rmsnorm_forward(y.data(), rstd.data(), widen(x).data(), widen(w).data(), rows, C, 1e-5);
+  std::vector<float> rstd_f(rstd.begin(), rstd.end());
+  std::vector<double> rstd_used(rstd_f.begin(), rstd_f.end());
+  std::vector<double> ref = widen(dx0);
+  ops::rmsnorm_backward(ref.data(), widen(dy).data(), widen(x).data(), widen(w).data(), rstd_used.data(), rows, C);
+  return check(
+      [&](ThreadOrder order) {
+        auto dx = dx0;
+        emulate<RmsnormBackward<T>>({dx.data(), dy.data(), x.data(), w.data(), rstd_f.data(), rows, C}, order);
+        return widen(dx);
+      },
+      ref, tolerance<T>(2));
+}
+
+template <typename T>
+Outcome embedding(int64_t rows, int64_t C, int64_t V) {
+  Rng rng(static_cast<uint64_t>(V));
+  const auto wte = random_values<T>(static_cast<size_t>(V * C), -1, 1, rng);
+  std::vector<int32_t> tokens(static_cast<size_t>(rows));
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.uniform(0, static_cast<double>(V)));
+  std::vector<double> ref(static_cast<size_t>(rows * C));
+  ops::embedding_forward(ref.data(), tokens.data(), widen(wte).data(), rows, C);
+  // A token outside the vocabulary reads nothing and gives zeros.
+  tokens.push_back(static_cast<int32_t>(V));
+  tokens.push_back(-1);
+  ref.resize(static_cast<size_t>((rows + 2) * C), 0.0);
+  return check(
+      [&](ThreadOrder order) {
+        auto out = poisoned<T>(ref.size());
+        emulate<EmbeddingKernel<T>>({out.data(), wte.data(), tokens.data(), rows + 2, C, V}, order);
+        return widen(out);
+      },
+      ref, tolerance<T>(1));
+}
+
+template <typename T>
+Outcome swiglu_forward(int64_t n) {
+  Rng rng(static_cast<uint64_t>(n));
+  const auto g = random_values<T>(static_cast<size_t>(n), -4, 4, rng);
+  const auto u = random_values<T>(static_cast<size_t>(n), -2, 2, rng);
+  std::vector<double> ref(static_cast<size_t>(n));
+  ops::swiglu_forward(ref.data(), widen(g).data(), widen(u).data(), n);
+  return check(
+      [&](ThreadOrder order) {
+        auto out = poisoned<T>(ref.size());
+        emulate<SwigluForward<T>>({out.data(), g.data(), u.data(), n}, order);
+        return widen(out);
+      },
+      ref, tolerance<T>(3));
+}
+
+template <typename T>
+Outcome swiglu_backward(int64_t n) {
+  Rng rng(static_cast<uint64_t>(n) + 3);
+  const auto g = random_values<T>(static_cast<size_t>(n), -4, 4, rng);
+  const auto u = random_values<T>(static_cast<size_t>(n), -2, 2, rng);
+  const auto d = random_values<T>(static_cast<size_t>(n), -1, 1, rng);
+  const auto dg0 = random_values<T>(static_cast<size_t>(n), -1, 1, rng);
+  const auto du0 = random_values<T>(static_cast<size_t>(n), -1, 1, rng);
+  auto dg = widen(dg0), du = widen(du0);
+  ops::swiglu_backward(dg.data(), du.data(), widen(d).data(), widen(g).data(), widen(u).data(), n);
+  std::vector<double> ref = dg;
+  append(ref, du);
+  return check(
+      [&](ThreadOrder order) {
+        auto a = dg0, b = du0;
+        emulate<SwigluBackward<T>>({a.data(), b.data(), d.data(), g.data(), u.data(), n}, order);
+        auto got = widen(a);
+        append(got, widen(b));
+        return got;
+      },
+      ref, tolerance<T>(2));
+}
+
+template <typename T>
+Outcome rope(int64_t rows, int64_t heads, int64_t hd, bool inverse) {
+  Rng rng(static_cast<uint64_t>(rows * heads * hd));
+  const auto x = random_values<T>(static_cast<size_t>(rows * heads * hd), -2, 2, rng);
+  std::vector<int32_t> pos(static_cast<size_t>(rows));
+  for (size_t t = 0; t < pos.size(); t++) pos[t] = static_cast<int32_t>((t * 37) % 3000);
+  const std::vector<float> inv_freq = ops::rope_inv_freq(hd, 10000.0);
+  std::vector<double> ref = widen(x);
+  ops::rope_apply(ref.data(), pos.data(), inv_freq.data(), rows, heads, hd, inverse);
+  return check(
+      [&](ThreadOrder order) {
+        auto v = x;
+        emulate<RopeKernel<T>>({v.data(), pos.data(), inv_freq.data(), rows, heads, hd, inverse}, order);
+        return widen(v);
+      },
+      ref, tolerance<T>(10));
+}
+
+template <typename T, Elementwise kOp>
+Outcome elementwise(int64_t n) {
+  Rng rng(static_cast<uint64_t>(n) + static_cast<uint64_t>(kOp));
+  const auto a = random_values<T>(static_cast<size_t>(n), -1, 1, rng);
+  const auto b = random_values<T>(static_cast<size_t>(n), -1, 1, rng);
+  const auto out0 = random_values<T>(static_cast<size_t>(n), -1, 1, rng);
+  std::vector<double> ref(static_cast<size_t>(n));
+  for (size_t i = 0; i < ref.size(); i++) {
+    const double x = to_float(a[i]), y = to_float(b[i]), o = to_float(out0[i]);
+    ref[i] = kOp == Elementwise::kCopy ? x : kOp == Elementwise::kAccumulate ? o + x : kOp == Elementwise::kZero ? 0 : x + y;
+  }
+  return check(
+      [&](ThreadOrder order) {
+        auto out = kOp == Elementwise::kAccumulate ? out0 : poisoned<T>(ref.size());
+        emulate<ElementwiseKernel<T, kOp>>({out.data(), a.data(), b.data(), n}, order);
+        return widen(out);
+      },
+      ref, tolerance<T>(2));
+}
+
+// Kernels with the faults the harness exists to find: each must be reported.
+struct RacyShift {
+  static constexpr int kThreads = 64;
+  static constexpr int kPhases = 1;
+  struct Params {
+    float* v;
+  };
+  struct Shared {};
+  struct Thread {};
+  static Dim3 grid(const Params&) { return {1, 1, 1}; }
+  // Reads a neighbour's element in the same phase the neighbour writes it: no barrier between.
+  static void run(int, const Params& p, Shared&, Thread&, const At& at) {
+    if (at.thread + 1 < kThreads) p.v[at.thread] = p.v[at.thread + 1] + 1;
+  }
+};
+
+struct UnwrittenShared {
+  static constexpr int kThreads = 64;
+  static constexpr int kPhases = 2;
+  struct Params {
+    float* v;
+  };
+  struct Shared {
+    float s[kThreads];
+  };
+  struct Thread {};
+  static Dim3 grid(const Params&) { return {1, 1, 1}; }
+  // Phase 0 fills only the even slots; phase 1 reads every slot.
+  static void run(int phase, const Params& p, Shared& sh, Thread&, const At& at) {
+    if (phase == 0 && at.thread % 2 == 0) sh.s[at.thread] = 1;
+    if (phase == 1) p.v[at.thread] = sh.s[at.thread];
+  }
+};
+
+template <typename K>
+Outcome must_fail(const char* what) {
+  const Outcome o = check(
+      [](ThreadOrder order) {
+        std::vector<float> v(K::kThreads);
+        for (size_t i = 0; i < v.size(); i++) v[i] = static_cast<float>(i);
+        emulate<K>({v.data()}, order);
+        return std::vector<double>(v.begin(), v.end());
+      },
+      std::vector<double>(K::kThreads, 0.0), 1e9);
+  if (o.ok) return {false, std::string("the harness did not notice ") + what};
+  return {true, std::string("found: ") + o.message};
+}
+
+struct Case {
+  std::string name;
+  std::function<Outcome()> run;
+};
+
+template <typename T>
+void add_typed(std::vector<Case>& cases) {
+  const std::string t = type_name<T>();
+  cases.push_back({"rmsnorm_forward." + t + ".C64", [] { return rmsnorm_forward<T>(3, 64); }});
+  cases.push_back({"rmsnorm_forward." + t + ".C1000", [] { return rmsnorm_forward<T>(5, 1000); }});
+  cases.push_back({"rmsnorm_forward." + t + ".C4096", [] { return rmsnorm_forward<T>(2, 4096); }});
+  cases.push_back({"rmsnorm_backward." + t + ".C64", [] { return rmsnorm_backward<T>(3, 64); }});
+  cases.push_back({"rmsnorm_backward." + t + ".C1000", [] { return rmsnorm_backward<T>(5, 1000); }});
+  cases.push_back({"embedding." + t, [] { return embedding<T>(7, 300, 50); }});
+  cases.push_back({"swiglu_forward." + t, [] { return swiglu_forward<T>(1000); }});
+  cases.push_back({"swiglu_backward." + t, [] { return swiglu_backward<T>(1000); }});
+  cases.push_back({"rope." + t + ".hd64", [] { return rope<T>(9, 4, 64, false); }});
+  cases.push_back({"rope_inverse." + t + ".hd64", [] { return rope<T>(9, 4, 64, true); }});
+  cases.push_back({"rope." + t + ".hd128x3", [] { return rope<T>(4, 3, 128, false); }});
+  cases.push_back({"copy." + t, [] { return elementwise<T, Elementwise::kCopy>(777); }});
+  cases.push_back({"accumulate." + t, [] { return elementwise<T, Elementwise::kAccumulate>(777); }});
+  cases.push_back({"zero." + t, [] { return elementwise<T, Elementwise::kZero>(777); }});
+  cases.push_back({"add." + t, [] { return elementwise<T, Elementwise::kAdd>(777); }});
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  add_typed<float>(cases);
+  add_typed<bf16>(cases);
+  cases.push_back({"harness.finds_a_race", [] { return must_fail<RacyShift>("a race between threads of a phase"); }});
+  cases.push_back({"harness.finds_unwritten_shared_memory", [] { return must_fail<UnwrittenShared>("a read of shared memory never written"); }});
+  return cases;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<Case> cases = all_cases();
+  if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
+    for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
+    return 0;
+  }
+  const char* only = argc == 3 && std::strcmp(argv[1], "--case") == 0 ? argv[2] : nullptr;
+  if (argc != 1 && !only) {
+    std::fprintf(stderr, "usage: kernel_tests [--list | --case NAME]\n");
+    return 2;
+  }
+  int failed = 0, ran = 0;
+  for (const Case& c : cases) {
+    if (only && c.name != only) continue;
+    ran++;
+    const Outcome o = c.run();
+    std::printf("%s %s: %s\n", o.ok ? "ok" : "FAIL", c.name.c_str(), o.message.c_str());
+    failed += o.ok ? 0 : 1;
+  }
+  if (ran == 0) {
+    std::fprintf(stderr, "no case named %s\n", only ? only : "");
+    return 2;
+  }
+  return failed > 0 ? 1 : 0;
+}
