@@ -35,6 +35,25 @@ struct At {
 // Steps of a tree reduction over n (a power of two) values.
 constexpr int log2_of(int n) { return n <= 1 ? 0 : 1 + log2_of(n / 2); }
 
+// The parts of a kernel most kernels leave plain: its block size, its phase count, no shared
+// memory and no per-thread state (a kernel declares its own Shared or Thread to have them).
+template <int Threads, int Phases>
+struct KernelShape {
+  static constexpr int kThreads = Threads;
+  static constexpr int kPhases = Phases;
+  struct Shared {};
+  struct Thread {};
+};
+
+// A kernel that sums over each row in a block of its own: phase 0 leaves each thread's partial
+// sum in `sum`, the tree steps add them up, and the last phase reads the total in sum[0].
+struct RowSumShape : KernelShape<256, log2_of(256) + 2> {
+  static constexpr int kSteps = log2_of(kThreads);
+  struct Shared {
+    float sum[kThreads];
+  };
+};
+
 // Step `step` (0-based) of a block-wide sum of v[0..n): after log2(n) steps, v[0] holds the sum,
 // always added in the same order, so the result is the same on every device and thread order.
 LF_HD inline void tree_sum_step(float* v, int n, int step, int thread) {

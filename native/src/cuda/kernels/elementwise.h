@@ -10,17 +10,13 @@ namespace loraflow::cuda {
 enum class Elementwise { kCopy, kAccumulate, kZero, kAdd };
 
 template <typename T, Elementwise kOp>
-struct ElementwiseKernel {
-  static constexpr int kThreads = 256;
-  static constexpr int kPhases = 1;
+struct ElementwiseKernel : KernelShape<256, 1> {
   struct Params {
     T* out;        // [n]
     const T* in0;  // [n] (unused by kZero)
     const T* in1;  // [n] (kAdd only)
     int64_t n;
   };
-  struct Shared {};
-  struct Thread {};
   static Dim3 grid(const Params& p) { return stride_grid(p.n, kThreads); }
 
   LF_HD static void run(int, const Params& p, Shared&, Thread&, const At& at) {
@@ -36,17 +32,13 @@ struct ElementwiseKernel {
 // out[rows, C] = wte[tokens[t], :]; a token outside the vocabulary gives a row of zeros (the
 // runtime refuses such data before it gets here; the kernel still reads nothing out of bounds).
 template <typename T>
-struct EmbeddingKernel {
-  static constexpr int kThreads = 256;
-  static constexpr int kPhases = 1;
+struct EmbeddingKernel : KernelShape<256, 1> {
   struct Params {
     T* out;                // [rows, C]
     const T* wte;          // [V, C]
     const int32_t* tokens; // [rows]
     int64_t rows, C, V;
   };
-  struct Shared {};
-  struct Thread {};
   static Dim3 grid(const Params& p) { return {static_cast<unsigned>(p.rows), 1, 1}; }
 
   LF_HD static void run(int, const Params& p, Shared&, Thread&, const At& at) {
@@ -59,17 +51,13 @@ struct EmbeddingKernel {
 
 // out = silu(gate) * up over n elements, rounded where PyTorch rounds (silu's result, then the product).
 template <typename T>
-struct SwigluForward {
-  static constexpr int kThreads = 256;
-  static constexpr int kPhases = 1;
+struct SwigluForward : KernelShape<256, 1> {
   struct Params {
     T* out;         // [n]
     const T* gate;  // [n]
     const T* up;    // [n]
     int64_t n;
   };
-  struct Shared {};
-  struct Thread {};
   static Dim3 grid(const Params& p) { return stride_grid(p.n, kThreads); }
 
   LF_HD static void run(int, const Params& p, Shared&, Thread&, const At& at) {
@@ -83,9 +71,7 @@ struct SwigluForward {
 
 // dgate += dout * up * sigmoid(g) * (1 + g * (1 - sigmoid(g))); dup += dout * silu(g).
 template <typename T>
-struct SwigluBackward {
-  static constexpr int kThreads = 256;
-  static constexpr int kPhases = 1;
+struct SwigluBackward : KernelShape<256, 1> {
   struct Params {
     T* dgate;       // [n]
     T* dup;         // [n]
@@ -94,8 +80,6 @@ struct SwigluBackward {
     const T* up;    // [n]
     int64_t n;
   };
-  struct Shared {};
-  struct Thread {};
   static Dim3 grid(const Params& p) { return stride_grid(p.n, kThreads); }
 
   LF_HD static void run(int, const Params& p, Shared&, Thread&, const At& at) {
@@ -112,9 +96,7 @@ struct SwigluBackward {
 // rotated by pos[t] * inv_freq[i]. Hugging Face casts cos and sin to the activations' dtype and
 // rounds each product and the sum; `inverse` applies the transpose (the backward).
 template <typename T>
-struct RopeKernel {
-  static constexpr int kThreads = 128;
-  static constexpr int kPhases = 1;
+struct RopeKernel : KernelShape<128, 1> {
   struct Params {
     T* x;                   // [rows, heads * hd]
     const int32_t* pos;     // [rows]
@@ -122,8 +104,6 @@ struct RopeKernel {
     int64_t rows, heads, hd;
     bool inverse;
   };
-  struct Shared {};
-  struct Thread {};
   static Dim3 grid(const Params& p) { return {static_cast<unsigned>(p.rows), 1, 1}; }
 
   LF_HD static void run(int, const Params& p, Shared&, Thread&, const At& at) {

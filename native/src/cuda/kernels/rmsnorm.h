@@ -8,10 +8,7 @@ namespace loraflow::cuda {
 
 // y[rows, C] = w[C] * round(x * rstd); rstd[rows] = 1 / sqrt(mean(x^2) + eps).
 template <typename T>
-struct RmsnormForward {
-  static constexpr int kThreads = 256;
-  static constexpr int kSteps = log2_of(kThreads);
-  static constexpr int kPhases = kSteps + 2;  // partial sums | tree steps | normalise
+struct RmsnormForward : RowSumShape {
   struct Params {
     T* y;        // [rows, C]
     float* rstd; // [rows]
@@ -20,10 +17,6 @@ struct RmsnormForward {
     int64_t rows, C;
     float eps;
   };
-  struct Shared {
-    float sum[kThreads];
-  };
-  struct Thread {};
   static Dim3 grid(const Params& p) { return {static_cast<unsigned>(p.rows), 1, 1}; }
 
   LF_HD static void run(int phase, const Params& p, Shared& sh, Thread&, const At& at) {
@@ -46,10 +39,7 @@ struct RmsnormForward {
 
 // dx[rows, C] += w * dy * rstd - (sum_i w_i dy_i x_i) * rstd^3 / C * x.
 template <typename T>
-struct RmsnormBackward {
-  static constexpr int kThreads = 256;
-  static constexpr int kSteps = log2_of(kThreads);
-  static constexpr int kPhases = kSteps + 2;
+struct RmsnormBackward : RowSumShape {
   struct Params {
     T* dx;             // [rows, C]
     const T* dy;       // [rows, C]
@@ -58,10 +48,6 @@ struct RmsnormBackward {
     const float* rstd; // [rows]
     int64_t rows, C;
   };
-  struct Shared {
-    float sum[kThreads];
-  };
-  struct Thread {};
   static Dim3 grid(const Params& p) { return {static_cast<unsigned>(p.rows), 1, 1}; }
 
   LF_HD static void run(int phase, const Params& p, Shared& sh, Thread&, const At& at) {
