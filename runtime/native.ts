@@ -6,7 +6,10 @@ import { modelGradPrograms, type ModelGradSpec } from "./model-programs.js";
 
 /** What the C++ engine exports (native/src/binding). */
 export interface NativeEngine {
-  build: { blas: "openblas" | "portable"; compiler: string };
+  /** cuda: whether this build has the CUDA backend (nvcc was there when it was built). */
+  build: { blas: "openblas" | "portable"; compiler: string; cuda: boolean };
+  /** The GPUs the CUDA runtime sees, or (devices empty) why there are none. */
+  probeCuda(): { devices: string[]; problem: string };
   /** One operator in double precision: its output and, given `dout`, its input gradients. */
   op(
     name: string,

@@ -3,6 +3,7 @@ import * as path from "node:path";
 import { formatDiagnostics, readPlan, type Plan } from "../../compiler/index.js";
 import { formatBytes } from "../../dsl/index.js";
 import { RunError } from "../../runtime/errors.js";
+import { loadNative } from "../../runtime/native.js";
 import { runPlan } from "../../runtime/run.js";
 import { print, printError } from "../output.js";
 import { readTextOrReport } from "../read-text.js";
@@ -31,8 +32,13 @@ const shown = (p: string) => path.relative(process.cwd(), p) || ".";
 
 /** `loraflow run JOB.lf|PLAN_DIR`: compiles first when given a job, then trains and saves. */
 export async function runCommand(target: string, flags: RunFlags): Promise<number> {
-  if (flags.backend !== "cpu") {
-    printError(`loraflow: backend \`${flags.backend}\` is not available in this build; use --backend cpu\n`);
+  if (flags.backend === "cuda") {
+    const { devices, problem } = loadNative().probeCuda();
+    printError(
+      devices.length === 0
+        ? `loraflow: --backend cuda: ${problem}; use --backend cpu\n`
+        : `loraflow: --backend cuda: training on ${devices[0]} is not finished in this version (the kernels are built; the program executor is not yet); use --backend cpu\n`,
+    );
     return 1;
   }
   let plan: Plan | undefined;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cuda/cuda_device.h"
 
 #ifdef LORAFLOW_HAVE_CBLAS
 extern "C" void openblas_set_num_threads(int);
@@ -36,9 +37,25 @@ Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), seconds / static_cast<double>(repeats));
 }
 
+// probeCuda(): {devices: string[], problem: string}: the GPUs cudart sees, or why there are none.
+Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
+  const loraflow::cuda::CudaProbe probe = loraflow::cuda::probe_cuda();
+  Napi::Object o = Napi::Object::New(info.Env());
+  Napi::Array devices = Napi::Array::New(info.Env(), probe.devices.size());
+  for (uint32_t i = 0; i < probe.devices.size(); i++) devices.Set(i, Napi::String::New(info.Env(), probe.devices[i]));
+  o.Set("devices", devices);
+  o.Set("problem", Napi::String::New(info.Env(), probe.problem));
+  return o;
+}
+
 Napi::Object BuildInfo(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("blas", Napi::String::New(env, loraflow::gemm_uses_blas() ? "openblas" : "portable"));
+#ifdef LORAFLOW_HAVE_CUDA
+  o.Set("cuda", Napi::Boolean::New(env, true));
+#else
+  o.Set("cuda", Napi::Boolean::New(env, false));
+#endif
   o.Set("compiler", Napi::String::New(env, __VERSION__));
   return o;
 }
@@ -46,6 +63,7 @@ Napi::Object BuildInfo(Napi::Env env) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("build", BuildInfo(env));
   exports.Set("benchGemm", Napi::Function::New(env, BenchGemm, "benchGemm"));
+  exports.Set("probeCuda", Napi::Function::New(env, ProbeCuda, "probeCuda"));
   exports.Set("op", Napi::Function::New(env, loraflow::RunOp, "op"));
   exports.Set("modelGrad", Napi::Function::New(env, loraflow::ModelGrad, "modelGrad"));
   exports.Set("train", Napi::Function::New(env, loraflow::Train, "train"));

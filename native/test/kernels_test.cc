@@ -1,4 +1,4 @@
-// kernel_tests: every CUDA kernel of the engine run on the CPU harness (cuda/emulate.h) against
+// kernels_test.cc: every CUDA kernel of the engine run on the CPU harness (cuda/emulate.h) against
 // model/ops.h in double, on inputs that are exact in the kernel's storage type. Each case runs
 // in forward, reverse and shuffled thread order and must give the same bits in all three (a
 // difference is a race), no NaN (poisoned memory read before it was written), and an error
@@ -10,7 +10,6 @@
 //     work: RMSNorm rounds the norm, then the product (k = 3); SwiGLU silu, then the product
 //     (3); sums and backward accumulations once (2); RoPE, as Hugging Face's bf16 ops do, cos
 //     (or sin), both products and the sum, of values up to |a| + |b| (k = 2 * 5 = 10).
-// Usage: kernel_tests [--list | --case NAME]; exits 1 when a case fails.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "cases.h"
 #include "cuda/bf16.h"
 #include "cuda/emulate.h"
 #include "cuda/kernels/elementwise.h"
@@ -28,6 +28,8 @@
 
 using namespace loraflow;
 using namespace loraflow::cuda;
+using loraflow::test::Case;
+using loraflow::test::Outcome;
 
 namespace {
 
@@ -70,11 +72,6 @@ double tolerance(int roundings) {
 }
 
 void append(std::vector<double>& to, const std::vector<double>& from) { to.insert(to.end(), from.begin(), from.end()); }
-
-struct Outcome {
-  bool ok = true;
-  std::string message;
-};
 
 // Runs `kernel` (fresh inputs and outputs each time, returning its outputs) in every thread
 // order and checks them against `reference`.
@@ -291,64 +288,34 @@ Outcome must_fail(const char* what) {
   return {true, std::string("found: ") + o.message};
 }
 
-struct Case {
-  std::string name;
-  std::function<Outcome()> run;
-};
-
 template <typename T>
 void add_typed(std::vector<Case>& cases) {
   const std::string t = type_name<T>();
-  cases.push_back({"rmsnorm_forward." + t + ".C64", [] { return rmsnorm_forward<T>(3, 64); }});
-  cases.push_back({"rmsnorm_forward." + t + ".C1000", [] { return rmsnorm_forward<T>(5, 1000); }});
-  cases.push_back({"rmsnorm_forward." + t + ".C4096", [] { return rmsnorm_forward<T>(2, 4096); }});
-  cases.push_back({"rmsnorm_backward." + t + ".C64", [] { return rmsnorm_backward<T>(3, 64); }});
-  cases.push_back({"rmsnorm_backward." + t + ".C1000", [] { return rmsnorm_backward<T>(5, 1000); }});
-  cases.push_back({"embedding." + t, [] { return embedding<T>(7, 300, 50); }});
-  cases.push_back({"swiglu_forward." + t, [] { return swiglu_forward<T>(1000); }});
-  cases.push_back({"swiglu_backward." + t, [] { return swiglu_backward<T>(1000); }});
-  cases.push_back({"rope." + t + ".hd64", [] { return rope<T>(9, 4, 64, false); }});
-  cases.push_back({"rope_inverse." + t + ".hd64", [] { return rope<T>(9, 4, 64, true); }});
-  cases.push_back({"rope." + t + ".hd128x3", [] { return rope<T>(4, 3, 128, false); }});
-  cases.push_back({"copy." + t, [] { return elementwise<T, Elementwise::kCopy>(777); }});
-  cases.push_back({"accumulate." + t, [] { return elementwise<T, Elementwise::kAccumulate>(777); }});
-  cases.push_back({"zero." + t, [] { return elementwise<T, Elementwise::kZero>(777); }});
-  cases.push_back({"add." + t, [] { return elementwise<T, Elementwise::kAdd>(777); }});
+  cases.push_back({"kernel.rmsnorm_forward." + t + ".C64", [] { return rmsnorm_forward<T>(3, 64); }});
+  cases.push_back({"kernel.rmsnorm_forward." + t + ".C1000", [] { return rmsnorm_forward<T>(5, 1000); }});
+  cases.push_back({"kernel.rmsnorm_forward." + t + ".C4096", [] { return rmsnorm_forward<T>(2, 4096); }});
+  cases.push_back({"kernel.rmsnorm_backward." + t + ".C64", [] { return rmsnorm_backward<T>(3, 64); }});
+  cases.push_back({"kernel.rmsnorm_backward." + t + ".C1000", [] { return rmsnorm_backward<T>(5, 1000); }});
+  cases.push_back({"kernel.embedding." + t, [] { return embedding<T>(7, 300, 50); }});
+  cases.push_back({"kernel.swiglu_forward." + t, [] { return swiglu_forward<T>(1000); }});
+  cases.push_back({"kernel.swiglu_backward." + t, [] { return swiglu_backward<T>(1000); }});
+  cases.push_back({"kernel.rope." + t + ".hd64", [] { return rope<T>(9, 4, 64, false); }});
+  cases.push_back({"kernel.rope_inverse." + t + ".hd64", [] { return rope<T>(9, 4, 64, true); }});
+  cases.push_back({"kernel.rope." + t + ".hd128x3", [] { return rope<T>(4, 3, 128, false); }});
+  cases.push_back({"kernel.copy." + t, [] { return elementwise<T, Elementwise::kCopy>(777); }});
+  cases.push_back({"kernel.accumulate." + t, [] { return elementwise<T, Elementwise::kAccumulate>(777); }});
+  cases.push_back({"kernel.zero." + t, [] { return elementwise<T, Elementwise::kZero>(777); }});
+  cases.push_back({"kernel.add." + t, [] { return elementwise<T, Elementwise::kAdd>(777); }});
 }
 
-std::vector<Case> all_cases() {
-  std::vector<Case> cases;
+void add_cases(std::vector<Case>& cases) {
   add_typed<float>(cases);
   add_typed<bf16>(cases);
   cases.push_back({"harness.finds_a_race", [] { return must_fail<RacyShift>("a race between threads of a phase"); }});
   cases.push_back({"harness.finds_unwritten_shared_memory", [] { return must_fail<UnwrittenShared>("a read of shared memory never written"); }});
-  return cases;
 }
+
+const loraflow::test::Register registered(add_cases);
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  const std::vector<Case> cases = all_cases();
-  if (argc == 2 && std::strcmp(argv[1], "--list") == 0) {
-    for (const Case& c : cases) std::printf("%s\n", c.name.c_str());
-    return 0;
-  }
-  const char* only = argc == 3 && std::strcmp(argv[1], "--case") == 0 ? argv[2] : nullptr;
-  if (argc != 1 && !only) {
-    std::fprintf(stderr, "usage: kernel_tests [--list | --case NAME]\n");
-    return 2;
-  }
-  int failed = 0, ran = 0;
-  for (const Case& c : cases) {
-    if (only && c.name != only) continue;
-    ran++;
-    const Outcome o = c.run();
-    std::printf("%s %s: %s\n", o.ok ? "ok" : "FAIL", c.name.c_str(), o.message.c_str());
-    failed += o.ok ? 0 : 1;
-  }
-  if (ran == 0) {
-    std::fprintf(stderr, "no case named %s\n", only ? only : "");
-    return 2;
-  }
-  return failed > 0 ? 1 : 0;
-}
