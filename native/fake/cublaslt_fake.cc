@@ -108,7 +108,7 @@ struct Product {
   void* D;
 };
 
-void run(void* arg) {
+const char* run(void* arg) {
   auto* p = static_cast<Product*>(arg);
   for (int32_t batch = 0; batch < p->dd.batch; batch++) {
     for (int64_t j = 0; j < p->n; j++) {
@@ -126,6 +126,7 @@ void run(void* arg) {
     }
   }
   delete p;
+  return nullptr;
 }
 
 // Makes a T (its magic set) for an out-pointer, or refuses a null one.

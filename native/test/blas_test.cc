@@ -1,12 +1,10 @@
 // blas_test.cc: the engine's cuBLASLt calls (cuda/libs/blas.h) through the project's fake
 // libcublasLt on the emulated device, against gemm<double>: every transpose, bf16 and fp32
-// storage, leading dimensions wider than rows, batches; and the loader's errors.
+// storage, leading dimensions wider than rows, batches; and what the fake refuses.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <unistd.h>
 #include <limits>
 #include <random>
 #include <string>
@@ -23,6 +21,7 @@
 using namespace loraflow::cuda;
 using loraflow::test::Case;
 using loraflow::test::Outcome;
+using loraflow::test::refused;
 using loraflow::test::ScopedEnv;
 
 namespace {
@@ -121,17 +120,6 @@ Outcome run_gemm(const GemmCase& c) {
   return {err <= tol * scale, buf};
 }
 
-template <typename Fn>
-Outcome refused(Fn&& fn, const std::string& expected) {
-  try {
-    fn();
-  } catch (const loraflow::EngineError& e) {
-    const std::string m = e.what();
-    if (m.find(expected) == std::string::npos) return {false, "refused, but with: " + m};
-    return {true, "refused: " + m.substr(0, 400)};
-  }
-  return {false, "not refused (expected \"" + expected + "\")"};
-}
 
 Outcome refuses_short_leading_dimension() {
   return refused(
@@ -164,46 +152,8 @@ Outcome refuses_host_memory() {
       "is not inside one allocation of the device");
 }
 
-Outcome named_library_missing() {
-  return refused(
-      [] {
-        const ScopedEnv env({{"LORAFLOW_CUBLASLT", std::string("/nonexistent/libcublasLt.so.13")}});
-        EmuDevice device({});
-        Blas blas(device);
-      },
-      "cuBLASLt: cannot load /nonexistent/libcublasLt.so.13 (named by LORAFLOW_CUBLASLT)");
-}
 
-Outcome named_library_lacks_symbols() {
-  return refused(
-      [] {
-        const ScopedEnv env({{"LORAFLOW_CUBLASLT", std::string("libm.so.6")}});
-        EmuDevice device({});
-        Blas blas(device);
-      },
-      "it lacks cublasLtCreate");
-}
 
-Outcome not_found_says_where_it_looked() {
-  char dir[] = "/tmp/loraflow-libs-XXXXXX";
-  if (::mkdtemp(dir) == nullptr) return {false, "mkdtemp failed"};
-  const std::string junk = std::string(dir) + "/libcublasLt.so.13";
-  std::ofstream(junk) << "not a library";
-  const ScopedEnv env({{"LORAFLOW_CUBLASLT", std::nullopt}, {"LORAFLOW_CUDA_LIBS", std::string(dir)}, {"LD_LIBRARY_PATH", std::nullopt}, {"VIRTUAL_ENV", std::nullopt}, {"CONDA_PREFIX", std::nullopt}});
-  Outcome o;
-  try {
-    Library lib = open_library(cublaslt_spec());
-    o = {true, "a cuBLASLt is installed on this machine (" + lib.path() + "), so the report of a failed search cannot be provoked here"};
-  } catch (const loraflow::EngineError& e) {
-    const std::string m = e.what();
-    const bool ok = m.find("cuBLASLt not found: looked for libcublasLt.so.13, libcublasLt.so.12, libcublasLt.so in LORAFLOW_CUBLASLT (unset), LORAFLOW_CUDA_LIBS (" + std::string(dir) + ")") != std::string::npos &&
-                    m.find("Python site-packages (nvidia/cublas/lib") != std::string::npos && m.find(junk + ": ") != std::string::npos;
-    o = {ok, ok ? "reported: " + m.substr(0, 600) : "an incomplete report: " + m};
-  }
-  std::remove(junk.c_str());
-  ::rmdir(dir);
-  return o;
-}
 
 GemmCase gemm_case(bool ta, bool tb, DType ab, DType c, float beta) {
   GemmCase x;
@@ -239,9 +189,6 @@ void add_cases(std::vector<Case>& cases) {
   cases.push_back({"blas.gemm.batched", [batched] { return run_gemm(batched); }});
   cases.push_back({"blas.refuses_a_short_leading_dimension", refuses_short_leading_dimension});
   cases.push_back({"blas.refuses_host_memory", refuses_host_memory});
-  cases.push_back({"blas.loader.named_library_missing", named_library_missing});
-  cases.push_back({"blas.loader.named_library_lacks_symbols", named_library_lacks_symbols});
-  cases.push_back({"blas.loader.not_found_says_where_it_looked", not_found_says_where_it_looked});
 }
 
 const loraflow::test::Register registered(add_cases);

@@ -14,6 +14,7 @@
 using namespace loraflow::cuda;
 using loraflow::test::Case;
 using loraflow::test::Outcome;
+using loraflow::test::refused;
 
 namespace {
 
@@ -84,17 +85,6 @@ Outcome fresh_memory_is_nan() {
   return {device.allocated_bytes() == 0, "fresh memory reads as NaN; release returns it"};
 }
 
-template <typename Fn>
-Outcome refused(Fn&& fn, const char* expected) {
-  try {
-    fn();
-  } catch (const loraflow::EngineError& e) {
-    const std::string m = e.what();
-    if (m.find(expected) == std::string::npos) return {false, "refused, but with: " + m};
-    return {true, "refused: " + m.substr(0, m.find(" (") == std::string::npos ? m.size() : m.find(" ("))};
-  }
-  return {false, std::string("not refused (expected \"") + expected + "\")"};
-}
 
 Outcome copy_past_allocation_refused() {
   return refused(

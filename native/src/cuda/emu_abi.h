@@ -15,8 +15,9 @@ extern "C" {
 typedef struct lf_emu_stream {
   uint32_t magic;
   void* self;
-  /* Queues fn(arg) on the stream; fn owns arg. */
-  void (*enqueue)(void* self, void (*fn)(void* arg), void* arg);
+  /* Queues fn(arg) on the stream; fn owns arg. fn returns NULL, or what went wrong (the text
+     must live until the next call from that thread); the stream then reports it. */
+  void (*enqueue)(void* self, const char* (*fn)(void* arg), void* arg);
   /* 1 when [p, p + bytes) lies inside one allocation of the stream's device, else 0. */
   int (*in_device)(void* self, const void* p, size_t bytes);
 } lf_emu_stream;

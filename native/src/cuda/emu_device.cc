@@ -33,9 +33,13 @@ struct EmuDevice::EmuEvent final : Event {
 
 // The entry the stand-in libraries call through lf_emu_stream.
 struct EmuStreamAccess {
-  static void enqueue(void* self, void (*fn)(void*), void* arg) {
+  static void enqueue(void* self, const char* (*fn)(void*), void* arg) {
     auto* s = static_cast<EmuDevice::EmuStream*>(self);
-    s->device->enqueue(*s, [fn, arg] { fn(arg); });
+    const std::string where = s->device->describe();
+    s->device->enqueue(*s, [fn, arg, where] {
+      const char* error = fn(arg);
+      LF_CHECK(error == nullptr, where << ": " << error);
+    });
   }
   static int in_device(void* self, const void* p, size_t bytes) {
     auto* s = static_cast<EmuDevice::EmuStream*>(self);
