@@ -1,6 +1,8 @@
-// program_args.h: compiled programs (plan.json's `programs`, lowered in fp32) read from their
-// JavaScript form into the engine's, with every field checked for type and range. Byte offsets
-// become element offsets: the engine works in scalars of the programs' fp32 width or wider.
+// program_args.h: compiled programs (plan.json's `programs`) read from their JavaScript form into
+// the engine's, with every field checked for type and range. The CPU engine reads programs
+// lowered in fp32 and counts in fp32 elements (byte offsets become element offsets: it works in
+// scalars of that width or wider); a device backend reads the plan's own programs in bytes,
+// each tensor with its dtype.
 #pragma once
 #include <napi.h>
 
@@ -26,11 +28,17 @@ inline int name_index(const char* const* names, int count, const std::string& va
   return -1;
 }
 
-// A count of bytes that must be whole fp32 elements; returns elements.
-inline int64_t elements(const Napi::Object& o, const std::string& key, const std::string& where) {
+// How a reader counts offsets and sizes: in fp32 elements (4), where every tensor must be fp32,
+// or in bytes (1), where tensors are fp32 or bf16.
+struct Units {
+  int64_t bytes = 4;
+};
+
+// A count of bytes that must be whole units; returns units.
+inline int64_t units(const Napi::Object& o, const std::string& key, const std::string& where, const Units& u) {
   const int64_t bytes = integer(o, key, where);
-  LF_CHECK(bytes >= 0 && bytes % 4 == 0 && bytes <= (int64_t(1) << 52), where << "." << key << " is not a whole number of fp32 elements");
-  return bytes / 4;
+  LF_CHECK(bytes >= 0 && bytes % u.bytes == 0 && bytes <= (int64_t(1) << 52), where << "." << key << " is not a whole number of " << (u.bytes == 4 ? "fp32 elements" : "bytes"));
+  return bytes / u.bytes;
 }
 
 // An array of small non-negative integers (tensor ids, parts, classes).
@@ -55,9 +63,15 @@ inline std::vector<int> indices(const Napi::Object& o, const std::string& key, c
   return index_list(field(o, key, where), where + "." + key);
 }
 
-inline void require_f32(const Napi::Object& o, const std::string& where) {
-  const std::string dtype = field(o, "dtype", where).As<Napi::String>();
-  LF_CHECK(dtype == "f32", where << " is " << dtype << "; the CPU engine runs fp32 programs");
+inline DType dtype_of(const Napi::Value& v, const std::string& where, const Units& u) {
+  LF_CHECK(v.IsString(), where << ".dtype must be a string");
+  const std::string dtype = v.As<Napi::String>();
+  if (u.bytes == 4) {
+    LF_CHECK(dtype == "f32", where << " is " << dtype << "; the CPU engine runs fp32 programs");
+    return DType::kF32;
+  }
+  LF_CHECK(dtype == "f32" || dtype == "bf16", where << " is " << dtype << "; programs run in f32 or bf16");
+  return dtype == "bf16" ? DType::kBF16 : DType::kF32;
 }
 
 inline std::vector<ShapeClassSpec> shape_classes(const Napi::Array& a) {
@@ -107,12 +121,14 @@ inline OpSpec program_op(const Napi::Object& o, const std::string& w) {
   return op;
 }
 
-inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
+inline ProgramSpec program(const Napi::Object& o, const std::string& w, const Units& u, DType activations) {
   ProgramSpec p;
+  p.unit_bytes = u.bytes;
+  p.activations = activations;
   p.cls = static_cast<int>(integer(o, "class", w));
-  p.stash = elements(o, "stashBytes", w);
-  p.message = elements(o, "messageBytes", w);
-  p.work = elements(o, "workBytes", w);
+  p.stash = units(o, "stashBytes", w, u);
+  p.message = units(o, "messageBytes", w, u);
+  p.work = units(o, "workBytes", w, u);
   Napi::Array tensors = array(o, "tensors", w);
   for (uint32_t i = 0; i < tensors.Length(); i++) {
     const std::string tw = w + ".tensors[" + std::to_string(i) + "]";
@@ -123,8 +139,9 @@ inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
     const int k = name_index(kPlaceNames, static_cast<int>(Place::kCount), place);
     LF_CHECK(k >= 0, tw << ": unknown place " << place);
     t.place = static_cast<Place>(k);
-    t.offset = elements(to, "offset", tw);
-    require_f32(to, tw);
+    t.offset = units(to, "offset", tw, u);
+    t.dtype = dtype_of(field(to, "dtype", tw), tw, u);
+    LF_CHECK(dtype_bytes(t.dtype) % u.bytes == 0 && t.offset * u.bytes % dtype_bytes(t.dtype) == 0, tw << ": offset not aligned to its dtype");
     t.numel = 1;
     for (int d : indices(to, "shape", tw, false)) {
       LF_CHECK(d > 0 && t.numel <= (int64_t(1) << 40) / d, tw << ": shape out of range");
@@ -132,6 +149,7 @@ inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
       t.numel *= d;
     }
     LF_CHECK(!t.shape.empty(), tw << ": no shape");
+    t.extent = t.numel * dtype_bytes(t.dtype) / u.bytes;
     p.tensors.push_back(std::move(t));
   }
   for (const char* list : {"forward", "backward"}) {
@@ -144,15 +162,15 @@ inline ProgramSpec program(const Napi::Object& o, const std::string& w) {
   return p;
 }
 
-inline std::vector<WeightSlotSpec> weight_slots(const Napi::Array& a, const std::string& w) {
+inline std::vector<WeightSlotSpec> weight_slots(const Napi::Array& a, const std::string& w, const Units& u) {
   std::vector<WeightSlotSpec> out;
   for (uint32_t i = 0; i < a.Length(); i++) {
     const std::string sw = w + "[" + std::to_string(i) + "]";
     Napi::Object o = object_at(a, i, sw);
     WeightSlotSpec s;
     s.name = field(o, "name", sw).As<Napi::String>();
-    s.offset = elements(o, "offset", sw);
-    require_f32(o, sw);
+    s.offset = units(o, "offset", sw, u);
+    s.dtype = dtype_of(field(o, "dtype", sw), sw, u);
     const std::vector<int> shape = indices(o, "shape", sw, false);
     LF_CHECK(shape.size() == 1 || shape.size() == 2, sw << ": a weight is a vector or a matrix");
     s.rows = shape[0];
@@ -162,10 +180,11 @@ inline std::vector<WeightSlotSpec> weight_slots(const Napi::Array& a, const std:
   return out;
 }
 
-// The stages' programs (plan.json's programs, in fp32): classes, each phase's class per
-// micro-batch, and per stage its weight table, program set and round layouts.
-inline ProgramsSpec programs(const Napi::Object& o) {
+// The stages' programs (plan.json's programs; in fp32 when counted in fp32 elements): classes,
+// each phase's class per micro-batch, and per stage its weight table, program set and round layouts.
+inline ProgramsSpec programs(const Napi::Object& o, const Units& u = {}) {
   ProgramsSpec t;
+  const DType activations = dtype_of(field(o, "dtype", "programs"), "programs", u);
   t.classes = shape_classes(array(o, "classes", "programs"));
   LF_CHECK(!t.classes.empty() && t.classes.size() <= 65536, "programs: " << t.classes.size() << " shape classes");
   Napi::Array class_of = array(o, "classOf", "programs");
@@ -182,7 +201,7 @@ inline ProgramsSpec programs(const Napi::Object& o) {
     programs.emplace_back();
     for (uint32_t i = 0; i < set.Length(); i++) {
       const std::string pw = "programs.sets[" + std::to_string(k) + "][" + std::to_string(i) + "]";
-      programs.back().push_back(program(object_at(set, i, pw), pw));
+      programs.back().push_back(program(object_at(set, i, pw), pw, u, activations));
     }
   }
   Napi::Array stages = array(o, "stages", "programs");
@@ -192,27 +211,29 @@ inline ProgramsSpec programs(const Napi::Object& o) {
     const std::string w = "programs.stages[" + std::to_string(s) + "]";
     Napi::Object so = object_at(stages, s, w);
     StageProgramsSpec& ss = t.stages[s];
-    ss.weights = weight_slots(array(so, "weights", w), w + ".weights");
-    ss.adapter_elems = elements(so, "adapterBytes", w);
+    ss.weights = weight_slots(array(so, "weights", w), w + ".weights", u);
+    ss.weight_elems = units(so, "weightBytes", w, u);
+    ss.adapter_elems = units(so, "adapterBytes", w, u);
     const int64_t set = integer(so, "set", w);
     LF_CHECK(set >= 0 && static_cast<size_t>(set) < programs.size(), w << ": set " << set << " does not exist");
     ss.programs = programs[static_cast<size_t>(set)];
-    ss.round_elems = elements(so, "roundBytes", w);
-    ss.work_elems = elements(so, "workBytes", w);
-    LF_CHECK(elements(so, "activationBytes", w) == ss.round_elems + ss.work_elems, w << ": activationBytes is not roundBytes + workBytes");
+    ss.round_elems = units(so, "roundBytes", w, u);
+    ss.work_elems = units(so, "workBytes", w, u);
+    LF_CHECK(units(so, "activationBytes", w, u) == ss.round_elems + ss.work_elems, w << ": activationBytes is not roundBytes + workBytes");
     Napi::Array rounds = array(so, "rounds", w);
     for (uint32_t p = 0; p < rounds.Length(); p++) {
       const std::string rw = w + ".rounds[" + std::to_string(p) + "]";
       Napi::Object ro = object_at(rounds, p, rw);
-      LF_CHECK(elements(ro, "bytes", rw) <= ss.round_elems, rw << ": past the round region");
+      LF_CHECK(units(ro, "bytes", rw, u) <= ss.round_elems, rw << ": past the round region");
       Napi::Array offsets = array(ro, "offsets", rw);
       LF_CHECK(offsets.Length() % 5 == 0, rw << ".offsets come in fives");
       std::vector<RoundBuffers> buffers(offsets.Length() / 5);
       for (uint32_t i = 0; i < offsets.Length(); i++) {
         LF_CHECK(offsets.Get(i).IsNumber(), rw << ".offsets must hold numbers");
         const double bytes = offsets.Get(i).As<Napi::Number>().DoubleValue();
-        LF_CHECK(bytes == -1 || (bytes >= 0 && bytes <= 4.0 * static_cast<double>(ss.round_elems) && std::fmod(bytes, 4.0) == 0), rw << ".offsets[" << i << "] is " << bytes);
-        const int64_t at = bytes < 0 ? -1 : static_cast<int64_t>(bytes) / 4;
+        const double unit = static_cast<double>(u.bytes);
+        LF_CHECK(bytes == -1 || (bytes >= 0 && bytes <= unit * static_cast<double>(ss.round_elems) && std::fmod(bytes, 4.0) == 0), rw << ".offsets[" << i << "] is " << bytes);
+        const int64_t at = bytes < 0 ? -1 : static_cast<int64_t>(bytes) / u.bytes;
         RoundBuffers& b = buffers[i / 5];
         int64_t* slot[5] = {&b.stash, &b.act_in, &b.act_out, &b.grad_in, &b.grad_out};
         *slot[i % 5] = at;

@@ -20,11 +20,12 @@ void ProgramExecutor<S>::check_program(const ProgramSpec& p, const ShapeClassSpe
     }
     LF_CHECK(n == t.numel, where << ": tensor " << t.name << " holds " << t.numel << " elements, its shape " << n);
     const int64_t room = t.place == Place::kStash ? p.stash : t.place == Place::kWork ? p.work : p.message;
-    LF_CHECK(t.offset >= 0 && t.offset <= room && t.numel <= room - t.offset, where << ": tensor " << t.name << " lies outside its " << kPlaceNames[static_cast<int>(t.place)]);
+    LF_CHECK(t.extent == n * dtype_bytes(t.dtype) / p.unit_bytes && t.extent * p.unit_bytes == n * dtype_bytes(t.dtype), where << ": tensor " << t.name << " spans " << t.extent << " units for " << n << " " << dtype_name(t.dtype) << " elements");
+    LF_CHECK(t.offset >= 0 && t.offset <= room && t.extent <= room - t.offset, where << ": tensor " << t.name << " lies outside its " << kPlaceNames[static_cast<int>(t.place)]);
   }
   bool messages = false;
   for (const TensorSpec& t : p.tensors) messages = messages || (t.place != Place::kStash && t.place != Place::kWork);
-  LF_CHECK(!messages || p.message >= T * C, where << ": message buffers of " << p.message << " elements, the stage sends " << T * C);
+  LF_CHECK(!messages || p.message >= p.activation_units(T * C), where << ": message buffers of " << p.message << " units, the stage sends " << p.activation_units(T * C));
   auto numel = [&](int id) { return p.tensors[static_cast<size_t>(id)].numel; };
   for (const auto* list : {&p.forward, &p.backward}) {
     for (size_t k = 0; k < list->size(); k++) {

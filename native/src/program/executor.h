@@ -33,7 +33,7 @@ struct AdapterOnStage {
 };
 
 // The memory a micro-batch's program runs in: its stash slot and message buffers in the
-// activation arena, and the workspace (element offsets; -1: none).
+// activation arena, and the workspace (offsets in units of S; -1: none).
 template <typename S>
 struct ProgramMemory {
   S* arena = nullptr;
@@ -103,7 +103,7 @@ class ProgramExecutor {
     }
     LF_CHECK(b.stash >= 0, where << " has no stash slot");
     const bool messages = b.act_in >= 0 || b.act_out >= 0 || b.grad_in >= 0 || b.grad_out >= 0;
-    LF_CHECK(!messages || p.message >= classes_[static_cast<size_t>(cls)].rows * c_.hidden, where << " has message buffers smaller than its rows");
+    LF_CHECK(!messages || p.message >= p.activation_units(classes_[static_cast<size_t>(cls)].rows * c_.hidden), where << " has message buffers smaller than its rows");
   }
 
   // Sizes the per-micro-batch tables for up to `parts` parts (before the loop: no allocation in it).

@@ -1,7 +1,8 @@
 // program.h: a stage's compiled programs as the engine holds them (compiler/programs/types.ts):
-// straight-line ops over tensors with static places. Offsets are in elements of the working
-// scalar: the compiler lays programs out in fp32 bytes, and a backend running in another
-// precision (the double oracle) scales them, which keeps every alignment and non-overlap.
+// straight-line ops over tensors with static places. Offsets and sizes are in the reader's
+// units: fp32 elements for the CPU engine, which runs programs lowered in fp32 (and the double
+// oracle scales them, which keeps every alignment and non-overlap); bytes for a backend that
+// runs the plan's own programs, whose tensors differ in dtype (bf16 activations, fp32 norms).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,11 +33,18 @@ enum class Place : int { kStash = 0, kWork, kActIn, kActOut, kGradIn, kGradOut, 
 
 inline const char* const kPlaceNames[static_cast<int>(Place::kCount)] = {"stash", "work", "act_in", "act_out", "grad_in", "grad_out"};
 
+// A tensor's storage type (compiler/programs/types.ts TensorDtype).
+enum class DType : int { kF32 = 0, kBF16 };
+inline int64_t dtype_bytes(DType t) { return t == DType::kBF16 ? 2 : 4; }
+inline const char* dtype_name(DType t) { return t == DType::kBF16 ? "bf16" : "f32"; }
+
 struct TensorSpec {
   std::string name;
   Place place = Place::kWork;
-  int64_t offset = 0;  // elements from the start of its place
+  int64_t offset = 0;  // units from the start of its place
   int64_t numel = 0;
+  int64_t extent = 0;  // units its elements span
+  DType dtype = DType::kF32;
   std::vector<int64_t> shape;
 };
 
@@ -52,7 +60,11 @@ struct ProgramSpec {
   int cls = 0;
   std::vector<TensorSpec> tensors;
   std::vector<OpSpec> forward, backward;
-  int64_t stash = 0, message = 0, work = 0;  // elements
+  int64_t stash = 0, message = 0, work = 0;  // units
+  int64_t unit_bytes = 4;                    // what a unit is: 4 (fp32 elements) or 1 (bytes)
+  DType activations = DType::kF32;           // the [T, C] rows stages hand each other
+  // Units of `elements` activations.
+  int64_t activation_units(int64_t elements) const { return elements * dtype_bytes(activations) / unit_bytes; }
 };
 
 // A micro-batch's shape: rows, and per part its rows, rank and target modules.
@@ -66,7 +78,7 @@ struct ShapeClassSpec {
   std::vector<Part> parts;
 };
 
-// Where a micro-batch's slot and buffers sit in the activation arena during one round (elements;
+// Where a micro-batch's slot and buffers sit in the activation arena during one round (units;
 // -1: none), by micro-batch id.
 struct RoundBuffers {
   int64_t stash = -1, act_in = -1, act_out = -1, grad_in = -1, grad_out = -1;
@@ -74,7 +86,8 @@ struct RoundBuffers {
 
 struct WeightSlotSpec {
   std::string name;
-  int64_t offset = 0;           // elements in the weights arena
+  DType dtype = DType::kF32;
+  int64_t offset = 0;           // units in the weights arena
   int64_t rows = 0, cols = 1;   // [out, in] of a matrix, [n] x 1 of a vector
   int64_t numel() const { return rows * cols; }
 };
@@ -82,6 +95,7 @@ struct WeightSlotSpec {
 // One stage's share of a plan's programs.
 struct StageProgramsSpec {
   std::vector<WeightSlotSpec> weights;            // the weights arena's layout
+  int64_t weight_elems = 0;                       // the weights arena's size
   int64_t adapter_elems = 0;                      // the adapter arena's size
   std::vector<ProgramSpec> programs;              // by shape class
   std::vector<std::vector<RoundBuffers>> rounds;  // [phase][micro-batch id]
