@@ -6,6 +6,8 @@ import type { ShapeClass, TensorDtype } from "./types.js";
 
 /** Rows of a packed attention block (ops.h kAttentionBlock): blocks hold whole examples. */
 export const ATTENTION_BLOCK = 256;
+/** LoRA's intermediates (u, the masked input, their gradients): fp32 whatever the model's dtype. */
+export const LORA_DTYPE: TensorDtype = "f32";
 /** The head computes logits for this many bytes of rows at a time (fp32), never the whole micro-batch's. */
 export const HEAD_CHUNK_BYTES = 16 << 20;
 
@@ -118,10 +120,12 @@ export function lowerForward({ arch, graph, stage, cls, dtype, weightIndex }: Fo
         const module = n.lora === undefined ? -1 : TARGET_MODULES.indexOf(n.lora);
         const parts = cls.parts.flatMap((p, k) => (p.modules.includes(module) ? [k] : []));
         if (parts.length > 0) {
-          const u = parts.map((k) => d.tensor(`${tag}.u${k}`, [cls.parts[k]!.rows, cls.parts[k]!.rank], dtype, origin));
+          // PEFT runs the LoRA branch in its fp32 weights' dtype (autocast_adapter_dtype): the
+          // input is cast up, masked, shrunk and expanded in fp32, and only the sum is rounded.
+          const u = parts.map((k) => d.tensor(`${tag}.u${k}`, [cls.parts[k]!.rows, cls.parts[k]!.rank], LORA_DTYPE, origin));
           const inWidth = d.tensors[x]!.shape[1]!;
           const dropped = parts.filter((k) => cls.parts[k]!.dropout).reduce((s, k) => s + cls.parts[k]!.rows * inWidth, 0);
-          const scratch = dropped > 0 ? [d.tensor(`${tag}.dropped`, [dropped], dtype, origin)] : [];
+          const scratch = dropped > 0 ? [d.tensor(`${tag}.dropped`, [dropped], LORA_DTYPE, origin)] : [];
           d.emit(ops, "lora_shrink", block, { in: [x], out: u, scratch, module, layer: layer!, parts });
           d.emit(ops, "lora_expand", block, { in: [y, ...u], out: [y], module, layer: layer!, parts });
         }

@@ -1,6 +1,6 @@
 import type { LlamaArch } from "../job.js";
 import type { Block, DraftOp, Origin, ProgramDraft } from "./builder.js";
-import { attentionRows } from "./forward.js";
+import { attentionRows, LORA_DTYPE } from "./forward.js";
 import type { ShapeClass } from "./types.js";
 
 /**
@@ -111,9 +111,9 @@ export function deriveBackward(d: ProgramDraft, arch: LlamaArch, cls: ShapeClass
         const dropped = parts.filter((k) => cls.parts[k]!.dropout).reduce((s, k) => s + rows(k) * inWidth, 0);
         const dtype = d.tensors[x]!.dtype;
         const tag = d.tensors[f.out[0]!]!.name;
-        const scratch = [d.tensor(`${tag}.G`, [gSize], dtype, back())];
+        const scratch = [d.tensor(`${tag}.G`, [gSize], LORA_DTYPE, back())];
         // With dropout the masked input is rebuilt, and dX goes back through the mask.
-        if (dropped > 0) scratch.push(d.tensor(`${tag}.dropped`, [dropped], dtype, back()), d.tensor(`${tag}.dh`, [dropped], dtype, back()));
+        if (dropped > 0) scratch.push(d.tensor(`${tag}.dropped`, [dropped], LORA_DTYPE, back()), d.tensor(`${tag}.dh`, [dropped], LORA_DTYPE, back()));
         emit("lora_bwd", { in: [g, x, ...u, dx], out: [dx], scratch, module: f.module!, layer: f.layer!, parts });
         break;
       }

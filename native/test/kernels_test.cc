@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cases.h"
+#include "kernel_check.h"
 #include "cuda/bf16.h"
 #include "cuda/emulate.h"
 #include "cuda/kernels/elementwise.h"
@@ -30,73 +31,9 @@ using namespace loraflow;
 using namespace loraflow::cuda;
 using loraflow::test::Case;
 using loraflow::test::Outcome;
+using namespace loraflow::test::kernels;
 
 namespace {
-
-constexpr ThreadOrder kOrders[] = {ThreadOrder::kForward, ThreadOrder::kReverse, ThreadOrder::kShuffled};
-
-struct Rng {
-  std::mt19937_64 gen;
-  explicit Rng(uint64_t seed) : gen(seed) {}
-  double uniform(double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(gen); }
-};
-
-template <typename T>
-std::vector<T> random_values(size_t n, double lo, double hi, Rng& rng) {
-  std::vector<T> v(n);
-  for (auto& x : v) x = from_float<T>(static_cast<float>(rng.uniform(lo, hi)));
-  return v;
-}
-
-template <typename T>
-std::vector<T> poisoned(size_t n) {
-  return std::vector<T>(n, from_float<T>(std::numeric_limits<float>::quiet_NaN()));
-}
-
-template <typename T>
-std::vector<double> widen(const std::vector<T>& v) {
-  std::vector<double> d(v.size());
-  for (size_t i = 0; i < v.size(); i++) d[i] = to_float(v[i]);
-  return d;
-}
-
-template <typename T>
-const char* type_name() {
-  return sizeof(T) == 2 ? "bf16" : "f32";
-}
-
-// The tolerance of an output that is rounded `roundings` times when stored in T (see the top).
-template <typename T>
-double tolerance(int roundings) {
-  return sizeof(T) == 2 ? roundings * std::ldexp(1.0, -9) : 1e-5;
-}
-
-void append(std::vector<double>& to, const std::vector<double>& from) { to.insert(to.end(), from.begin(), from.end()); }
-
-// Runs `kernel` (fresh inputs and outputs each time, returning its outputs) in every thread
-// order and checks them against `reference`.
-Outcome check(const std::function<std::vector<double>(ThreadOrder)>& kernel, const std::vector<double>& reference, double tol) {
-  std::vector<double> first;
-  for (ThreadOrder order : kOrders) {
-    const std::vector<double> out = kernel(order);
-    if (out.size() != reference.size()) return {false, "output size differs from the reference"};
-    for (size_t i = 0; i < out.size(); i++) {
-      if (std::isnan(out[i])) return {false, "NaN at output " + std::to_string(i) + " (read before written?)"};
-    }
-    if (first.empty()) {
-      first = out;
-    } else if (std::memcmp(first.data(), out.data(), out.size() * sizeof(double)) != 0) {
-      return {false, "thread order changes the result (a race between threads of a phase)"};
-    }
-  }
-  double scale = 0, err = 0;
-  for (size_t i = 0; i < reference.size(); i++) scale = std::max(scale, std::fabs(reference[i]));
-  for (size_t i = 0; i < reference.size(); i++) err = std::max(err, std::fabs(first[i] - reference[i]));
-  const double rel = scale == 0 ? err : err / scale;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "error %.3g of max |ref| %.3g (tolerance %.3g)", rel, scale, tol);
-  return {rel <= tol, buf};
-}
 
 template <typename T>
 Outcome rmsnorm_forward(int64_t rows, int64_t C) {
@@ -241,14 +178,10 @@ Outcome elementwise(int64_t n) {
 }
 
 // Kernels with the faults the harness exists to find: each must be reported.
-struct RacyShift {
-  static constexpr int kThreads = 64;
-  static constexpr int kPhases = 1;
+struct RacyShift : KernelShape<64, 1> {
   struct Params {
     float* v;
   };
-  struct Shared {};
-  struct Thread {};
   static Dim3 grid(const Params&) { return {1, 1, 1}; }
   // Reads a neighbour's element in the same phase the neighbour writes it: no barrier between.
   static void run(int, const Params& p, Shared&, Thread&, const At& at) {
@@ -256,9 +189,7 @@ struct RacyShift {
   }
 };
 
-struct UnwrittenShared {
-  static constexpr int kThreads = 64;
-  static constexpr int kPhases = 2;
+struct UnwrittenShared : KernelShape<64, 2> {
   struct Params {
     float* v;
   };

@@ -15,10 +15,11 @@ __global__ void __launch_bounds__(K::kThreads) phase_kernel(const typename K::Pa
   at.block = {blockIdx.x, blockIdx.y, blockIdx.z};
   at.grid = {gridDim.x, gridDim.y, gridDim.z};
   at.thread = static_cast<int>(threadIdx.x);
+  const int phases = K::phases(params);
 #pragma unroll
-  for (int phase = 0; phase < K::kPhases; phase++) {
+  for (int phase = 0; phase < phases; phase++) {
     K::run(phase, params, shared, state, at);
-    if (phase + 1 < K::kPhases) __syncthreads();
+    if (phase + 1 < phases) __syncthreads();
   }
 }
 

@@ -35,7 +35,8 @@ void emulate(const typename K::Params& params, ThreadOrder order, uint64_t seed 
       for (unsigned x = 0; x < grid.x; x++) {
         std::memset(static_cast<void*>(shared.get()), 0xff, sizeof(typename K::Shared));
         std::memset(static_cast<void*>(state.data()), 0xff, sizeof(typename K::Thread) * state.size());
-        for (int phase = 0; phase < K::kPhases; phase++) {
+        const int phases = K::phases(params);
+        for (int phase = 0; phase < phases; phase++) {
           if (order == ThreadOrder::kShuffled) std::shuffle(threads.begin(), threads.end(), rng);
           for (int t : threads) {
             At at;

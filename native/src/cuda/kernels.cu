@@ -1,8 +1,11 @@
 // kernels.cu: the device build of every kernel in cuda/kernels/, for each storage type the
 // backend uses (bf16 activations and weights; fp32 for statistics and gradients kept in fp32).
 #include "cuda/device_launch.cuh"
+#include "cuda/kernels/cross_entropy.h"
 #include "cuda/kernels/elementwise.h"
+#include "cuda/kernels/optimizer.h"
 #include "cuda/kernels/rmsnorm.h"
+#include "cuda/kernels/segmented_gemm.h"
 #include "cuda/launch.h"
 
 namespace loraflow::cuda {
@@ -24,6 +27,10 @@ LF_LAUNCH_TYPES(EmbeddingKernel)
 LF_LAUNCH_TYPES(SwigluForward)
 LF_LAUNCH_TYPES(SwigluBackward)
 LF_LAUNCH_TYPES(RopeKernel)
+LF_LAUNCH_TYPES(CrossEntropyKernel)
+LF_LAUNCH(SegmentedGemm)
+LF_LAUNCH(OptimizerKernel)
+LF_LAUNCH(SquaredNormKernel)
 LF_LAUNCH_ELEMENTWISE(bf16)
 LF_LAUNCH_ELEMENTWISE(float)
 

@@ -4,7 +4,8 @@
 //   Shared            its shared memory;
 //   Thread            per-thread state that lives across a barrier;
 //   kThreads          threads per block (one dimension);
-//   kPhases           phases per block;
+//   kPhases           phases per block, or phases(params) where the count depends on the launch
+//                     (a loop over tiles of a reduction dimension: two phases per tile);
 //   grid(params)      blocks of the launch;
 //   run(k, params, shared, thread, at)   phase k of one thread.
 // A barrier stands between consecutive phases and nowhere else; warp collectives are not used
@@ -14,11 +15,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LF_HD __host__ __device__
-#else
-#define LF_HD
-#endif
+#include "core/host_device.h"
 
 namespace loraflow::cuda {
 
@@ -43,6 +40,11 @@ struct KernelShape {
   static constexpr int kPhases = Phases;
   struct Shared {};
   struct Thread {};
+  // Phases of a launch; a kernel whose count depends on its parameters declares its own.
+  template <typename P>
+  LF_HD static int phases(const P&) {
+    return kPhases;
+  }
 };
 
 // A kernel that sums over each row in a block of its own: phase 0 leaves each thread's partial

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/host_device.h"
+
 namespace loraflow {
 
 struct OptimizerConfig {
@@ -36,38 +38,64 @@ inline double clip_coefficient(double max_norm, double total_norm) {
   return std::min(1.0, max_norm / (total_norm + 1e-6));
 }
 
+// What one step applies to every parameter, computed once on the host in double and rounded to
+// fp32 as optimizer_update always has; the CUDA kernel (cuda/kernels/optimizer.h) uses the same.
+struct StepScalars {
+  bool adamw = true;
+  float gs = 1;                                                        // gradient scale (the clip)
+  float step_size = 0, decay = 1, b1 = 0, b2 = 0, eps = 0, bc2s = 1;  // AdamW
+  float lr = 0, wd = 0, momentum = 0;                                  // SGD
+  bool first = false;                                                  // SGD: t == 1
+};
+
+inline StepScalars step_scalars(const OptimizerConfig& o, double lr, int64_t t, double grad_scale) {
+  StepScalars s;
+  s.adamw = o.kind == OptimizerConfig::kAdamW;
+  s.gs = static_cast<float>(grad_scale);
+  if (s.adamw) {
+    const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
+    const double bc2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(t)));
+    s.step_size = static_cast<float>(lr / bc1);
+    s.decay = static_cast<float>(1.0 - lr * o.weight_decay);
+    s.b1 = static_cast<float>(o.beta1);
+    s.b2 = static_cast<float>(o.beta2);
+    s.eps = static_cast<float>(o.eps);
+    s.bc2s = static_cast<float>(bc2_sqrt);
+  } else {
+    s.wd = static_cast<float>(o.weight_decay);
+    s.momentum = static_cast<float>(o.momentum);
+    s.lr = static_cast<float>(lr);
+    s.first = t == 1;
+  }
+  return s;
+}
+
+// One parameter's update; m, v: AdamW moments, or m: SGD momentum buffer.
+LF_HD inline void update_parameter(const StepScalars& s, float& p, float g, float& m, float& v) {
+  float gi = g * s.gs;
+  if (s.adamw) {
+    p *= s.decay;
+    m = s.b1 * m + (1.0f - s.b1) * gi;
+    v = s.b2 * v + (1.0f - s.b2) * gi * gi;
+    const float denom = sqrtf(v) / s.bc2s + s.eps;
+    p -= s.step_size * (m / denom);
+    return;
+  }
+  if (s.wd != 0) gi += s.wd * p;
+  if (s.momentum != 0) {
+    m = s.first ? gi : s.momentum * m + gi;
+    gi = m;
+  }
+  p -= s.lr * gi;
+}
+
 // One update of n parameters. t is the 1-based step count (AdamW's bias correction).
 // m, v: AdamW moments, or m: SGD momentum buffer.
 inline void optimizer_update(const OptimizerConfig& o, float* p, const float* g, float* m, float* v, int64_t n, double lr, int64_t t,
                              double grad_scale) {
-  if (o.kind == OptimizerConfig::kAdamW) {
-    const double bc1 = 1.0 - std::pow(o.beta1, static_cast<double>(t));
-    const double bc2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, static_cast<double>(t)));
-    const float step_size = static_cast<float>(lr / bc1);
-    const float decay = static_cast<float>(1.0 - lr * o.weight_decay);
-    const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2);
-    const float eps = static_cast<float>(o.eps), bc2s = static_cast<float>(bc2_sqrt), gs = static_cast<float>(grad_scale);
-    for (int64_t i = 0; i < n; i++) {
-      const float gi = g[i] * gs;
-      p[i] *= decay;
-      m[i] = b1 * m[i] + (1.0f - b1) * gi;
-      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-      const float denom = std::sqrt(v[i]) / bc2s + eps;
-      p[i] -= step_size * (m[i] / denom);
-    }
-    return;
-  }
-  const float wd = static_cast<float>(o.weight_decay), mom = static_cast<float>(o.momentum), lrf = static_cast<float>(lr);
-  const float gs = static_cast<float>(grad_scale);
-  for (int64_t i = 0; i < n; i++) {
-    float gi = g[i] * gs;
-    if (wd != 0) gi += wd * p[i];
-    if (mom != 0) {
-      m[i] = t == 1 ? gi : mom * m[i] + gi;
-      gi = m[i];
-    }
-    p[i] -= lrf * gi;
-  }
+  const StepScalars s = step_scalars(o, lr, t, grad_scale);
+  float none = 0;
+  for (int64_t i = 0; i < n; i++) update_parameter(s, p[i], g[i], m ? m[i] : none, v ? v[i] : none);
 }
 
 }  // namespace loraflow
