@@ -113,8 +113,8 @@ Outcome run_gemm(const GemmCase& c) {
       }
     }
   }
-  // fp32 sums of K products; a bf16 C rounds once more (2^-9 of each value).
-  const double tol = g.c == DType::kBF16 ? std::ldexp(1.0, -8) : 1e-5;
+  // fp32 sums of K products; a bf16 C rounds once more (2^-8 of each value: 8 significant bits).
+  const double tol = g.c == DType::kBF16 ? std::ldexp(1.0, -7) : 1e-5;
   char buf[160];
   std::snprintf(buf, sizeof buf, "error %.3g of max |C| %.3g (tolerance %.3g), through %s", err / scale, scale, tol, blas.library_path().c_str());
   return {err <= tol * scale, buf};

@@ -1,7 +1,7 @@
 // cross_entropy_test.cc: the head's loss kernel (kernels/cross_entropy.h) on the CPU harness
 // against ops::cross_entropy in double, over rows that are counted and rows that are not (-100),
 // with each row's own gradient scale: the loss and the gradient in place in fp32 (1e-5 of the
-// largest), and the gradient into a bf16 buffer (one rounding more: 2 * 2^-9).
+// largest), and the gradient into a bf16 buffer (one rounding more: 2 * 2^-8).
 #include <vector>
 
 #include "cases.h"

@@ -58,7 +58,7 @@ const char* type_name() {
 // The tolerance of an output that is rounded `roundings` times when stored in T (see the top).
 template <typename T>
 double tolerance(int roundings) {
-  return sizeof(T) == 2 ? roundings * std::ldexp(1.0, -9) : 1e-5;
+  return sizeof(T) == 2 ? roundings * std::ldexp(1.0, -8) : 1e-5;
 }
 
 inline void append(std::vector<double>& to, const std::vector<double>& from) { to.insert(to.end(), from.begin(), from.end()); }

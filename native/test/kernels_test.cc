@@ -5,9 +5,9 @@
 // within its tolerance:
 //   fp32 storage: 1e-5 of the output's largest magnitude. Sums of up to a few thousand fp32
 //     terms in a fixed order stay within ~sqrt(n) * 2^-24 relative, far inside it.
-//   bf16 storage: k * 2^-9 of the output's largest magnitude, k the roundings on the way to an
-//     output (each bf16 rounding is within 2^-9 of the value rounded), plus one for the fp32
-//     work: RMSNorm rounds the norm, then the product (k = 3); SwiGLU silu, then the product
+//   bf16 storage: k * 2^-8 of the output's largest magnitude, k the roundings on the way to an
+//     output (bf16 keeps 8 significant bits: a rounding is within 2^-8 of the value rounded),
+//     plus one for the fp32 work: RMSNorm rounds the norm, then the product (k = 3); SwiGLU silu, then the product
 //     (3); sums and backward accumulations once (2); RoPE, as Hugging Face's bf16 ops do, cos
 //     (or sin), both products and the sum, of values up to |a| + |b| (k = 2 * 5 = 10).
 #include <cmath>

@@ -1,6 +1,7 @@
 // kernels.cu: the device build of every kernel in cuda/kernels/, for each storage type the
 // backend uses (bf16 activations and weights; fp32 for statistics and gradients kept in fp32).
 #include "cuda/device_launch.cuh"
+#include "cuda/kernels/attention.h"
 #include "cuda/kernels/cross_entropy.h"
 #include "cuda/kernels/elementwise.h"
 #include "cuda/kernels/optimizer.h"
@@ -28,6 +29,10 @@ LF_LAUNCH_TYPES(SwigluForward)
 LF_LAUNCH_TYPES(SwigluBackward)
 LF_LAUNCH_TYPES(RopeKernel)
 LF_LAUNCH_TYPES(CrossEntropyKernel)
+LF_LAUNCH_TYPES(AttentionForward)
+LF_LAUNCH_TYPES(AttentionRowDot)
+LF_LAUNCH_TYPES(AttentionBackwardQuery)
+LF_LAUNCH_TYPES(AttentionBackwardKeyValue)
 LF_LAUNCH(SegmentedGemm)
 LF_LAUNCH(OptimizerKernel)
 LF_LAUNCH(SquaredNormKernel)
