@@ -4,6 +4,10 @@ import type { LlamaArch } from "../compiler/job.js";
 /** What `modelGrad` is given: a model cut into stages, adapters, and packed micro-batches. */
 export interface ModelGradSpec {
   config: LlamaArch;
+  /** Where it runs: the CPU engine (default), or the CUDA backend on a GPU or the emulated one. */
+  backend?: "cpu" | "cuda" | "cuda-emulated";
+  /** The CUDA backend's storage dtype (default bf16); the CPU engine runs fp32 programs. */
+  dtype?: "fp32" | "bf16";
   stages: [number, number][];
   adapters: { rank: number; dropout: number; sites: Record<string, unknown> }[];
   microBatches: { parts: { adapter: number; rows: number }[] }[];
@@ -13,7 +17,8 @@ export interface ModelGradSpec {
 /**
  * The programs `modelGrad` runs: each micro-batch its own, through every stage and back, one
  * at a time (one phase whose micro-batch i goes F and B on each stage before i + 1 starts).
- * fp32 layouts: the engine scales them for the double precision of the gradient checks.
+ * fp32 layouts for the CPU engine (which scales them for the double precision of the gradient
+ * checks); the CUDA backend runs them in the spec's dtype.
  */
 export function modelGradPrograms(spec: ModelGradSpec): Programs {
   const stages = spec.stages.map((blocks, index) => ({ index, blocks, embedding: index === 0, head: index === spec.stages.length - 1 }));
@@ -39,5 +44,6 @@ export function modelGradPrograms(spec: ModelGradSpec): Programs {
       ...(s > 0 ? [`SEND grad mb${id} to s${s - 1}`] : []),
     ]),
   );
-  return lowerPrograms({ arch: spec.config, dtype: "fp32", recompute: false, stages, adapters, phases: [{ microBatches, actions }] });
+  const dtype = spec.backend === undefined || spec.backend === "cpu" ? "fp32" : (spec.dtype ?? "bf16");
+  return lowerPrograms({ arch: spec.config, dtype, recompute: false, stages, adapters, phases: [{ microBatches, actions }] });
 }

@@ -110,7 +110,11 @@ export function lowerForward({ arch, graph, stage, cls, dtype, weightIndex }: Fo
           const dn = make("head.dn", C);
           const chunk = headChunk(arch.vocab, T);
           const logits = d.tensor("head.logits", [chunk, arch.vocab], "f32", origin);
-          d.emit(ops, "head_loss", block, { in: [x], out: [dn], scratch: [logits], weight: weight(n.weight!), chunk });
+          // Hugging Face rounds the logits' gradient to the model's dtype before the head's
+          // backward GEMM: below fp32 it has a buffer of its own (in fp32 it overwrites the logits).
+          const scratch = [logits];
+          if (dtype !== "f32") scratch.push(d.tensor("head.dlogits", [chunk, arch.vocab], dtype, origin));
+          d.emit(ops, "head_loss", block, { in: [x], out: [dn], scratch, weight: weight(n.weight!), chunk });
           value.set(n.id, dn);
           i++;
           break;

@@ -26,7 +26,7 @@ const ARITY: Record<ProgramOp["op"], { in: number; out: number; perPart?: "in" |
   swiglu: { in: 2, out: 1, scratch: [0, 0] },
   swiglu_bwd: { in: 5, out: 2, scratch: [0, 0] },
   add: { in: 2, out: 1, scratch: [0, 0] },
-  head_loss: { in: 1, out: 1, scratch: [1, 1] },
+  head_loss: { in: 1, out: 1, scratch: [1, 2] },
 };
 
 const WEIGHTED = new Set<ProgramOp["op"]>(["embed", "rmsnorm", "rmsnorm_bwd", "linear", "linear_dx", "head_loss"]);

@@ -28,7 +28,7 @@ namespace {
 
 ScopedEnv use_fake() { return ScopedEnv({{"LORAFLOW_CUBLASLT", std::string(LORAFLOW_FAKE_CUBLASLT)}}); }
 
-size_t size_of(DType t) { return t == DType::kBF16 ? 2 : 4; }
+size_t size_of(GemmType t) { return t == GemmType::kBF16 ? 2 : 4; }
 
 // Host values stored as `t`, as bytes, and the values they hold.
 struct HostMatrix {
@@ -36,14 +36,14 @@ struct HostMatrix {
   std::vector<double> values;
 };
 
-HostMatrix random_matrix(int64_t n, DType t, std::mt19937_64& rng, bool nan = false) {
+HostMatrix random_matrix(int64_t n, GemmType t, std::mt19937_64& rng, bool nan = false) {
   HostMatrix m;
   m.bytes.resize(static_cast<size_t>(n) * size_of(t));
   m.values.resize(static_cast<size_t>(n));
   std::uniform_real_distribution<float> u(-1, 1);
   for (int64_t i = 0; i < n; i++) {
     const float v = nan ? std::numeric_limits<float>::quiet_NaN() : u(rng);
-    if (t == DType::kBF16) {
+    if (t == GemmType::kBF16) {
       const bf16 b = from_float<bf16>(v);
       std::memcpy(&m.bytes[static_cast<size_t>(i) * 2], &b, 2);
       m.values[static_cast<size_t>(i)] = to_float(b);
@@ -55,8 +55,8 @@ HostMatrix random_matrix(int64_t n, DType t, std::mt19937_64& rng, bool nan = fa
   return m;
 }
 
-double value_at(const std::vector<unsigned char>& bytes, DType t, int64_t i) {
-  if (t == DType::kBF16) {
+double value_at(const std::vector<unsigned char>& bytes, GemmType t, int64_t i) {
+  if (t == GemmType::kBF16) {
     bf16 b;
     std::memcpy(&b, &bytes[static_cast<size_t>(i) * 2], 2);
     return to_float(b);
@@ -114,7 +114,7 @@ Outcome run_gemm(const GemmCase& c) {
     }
   }
   // fp32 sums of K products; a bf16 C rounds once more (2^-8 of each value: 8 significant bits).
-  const double tol = g.c == DType::kBF16 ? std::ldexp(1.0, -7) : 1e-5;
+  const double tol = g.c == GemmType::kBF16 ? std::ldexp(1.0, -7) : 1e-5;
   char buf[160];
   std::snprintf(buf, sizeof buf, "error %.3g of max |C| %.3g (tolerance %.3g), through %s", err / scale, scale, tol, blas.library_path().c_str());
   return {err <= tol * scale, buf};
@@ -146,7 +146,7 @@ Outcome refuses_host_memory() {
         void* p = device.allocate(4096);
         std::vector<float> host(64);
         GemmShape g;
-        g.M = 4, g.N = 4, g.K = 4, g.lda = 4, g.ldb = 4, g.ldc = 4, g.ab = DType::kF32, g.c = DType::kF32;
+        g.M = 4, g.N = 4, g.K = 4, g.lda = 4, g.ldb = 4, g.ldc = 4, g.ab = GemmType::kF32, g.c = GemmType::kF32;
         blas.gemm(*s, g, 1, host.data(), p, 0, p);
       },
       "is not inside one allocation of the device");
@@ -155,7 +155,7 @@ Outcome refuses_host_memory() {
 
 
 
-GemmCase gemm_case(bool ta, bool tb, DType ab, DType c, float beta) {
+GemmCase gemm_case(bool ta, bool tb, GemmType ab, GemmType c, float beta) {
   GemmCase x;
   GemmShape& g = x.shape;
   g.ta = ta, g.tb = tb, g.M = 5, g.N = 7, g.K = 33, g.ab = ab, g.c = c;
@@ -168,20 +168,20 @@ GemmCase gemm_case(bool ta, bool tb, DType ab, DType c, float beta) {
 }
 
 void add_cases(std::vector<Case>& cases) {
-  for (DType ab : {DType::kF32, DType::kBF16}) {
-    for (DType c : {DType::kF32, DType::kBF16}) {
-      if (ab == DType::kF32 && c == DType::kBF16) continue;  // C is A's type or fp32
+  for (GemmType ab : {GemmType::kF32, GemmType::kBF16}) {
+    for (GemmType c : {GemmType::kF32, GemmType::kBF16}) {
+      if (ab == GemmType::kF32 && c == GemmType::kBF16) continue;  // C is A's type or fp32
       for (int t = 0; t < 4; t++) {
         for (float beta : {0.0f, 0.5f}) {
           const GemmCase g = gemm_case(t & 1, t & 2, ab, c, beta);
-          const std::string name = std::string("blas.gemm.") + (ab == DType::kBF16 ? "bf16" : "f32") + "_to_" + (c == DType::kBF16 ? "bf16" : "f32") + (g.shape.ta ? ".At" : ".A") +
+          const std::string name = std::string("blas.gemm.") + (ab == GemmType::kBF16 ? "bf16" : "f32") + "_to_" + (c == GemmType::kBF16 ? "bf16" : "f32") + (g.shape.ta ? ".At" : ".A") +
                                    (g.shape.tb ? "Bt" : "B") + (beta == 0 ? ".beta0" : ".beta");
           cases.push_back({name, [g] { return run_gemm(g); }});
         }
       }
     }
   }
-  GemmCase batched = gemm_case(false, true, DType::kBF16, DType::kF32, 0.0f);
+  GemmCase batched = gemm_case(false, true, GemmType::kBF16, GemmType::kF32, 0.0f);
   batched.shape.batch = 3;
   batched.shape.stride_a = batched.shape.M * batched.shape.lda + 11;
   batched.shape.stride_b = batched.shape.N * batched.shape.ldb + 5;

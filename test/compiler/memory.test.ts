@@ -62,11 +62,15 @@ describe("memory plan", () => {
     // With recompute a middle stage stashes only its blocks' inputs: 4 blocks of [T, C] bf16.
     expect(programsOf(recomputed!, 1)[0]!.stashBytes).toBe(4 * T * 1024 * 2);
     expect(programsOf(full!, 1)[0]!.stashBytes).toBeGreaterThan(programsOf(recomputed!, 1)[0]!.stashBytes);
-    // The head never holds a whole micro-batch's [T, V] logits: a chunk of rows at a time.
+    // The head never holds a whole micro-batch's [T, V] logits: a chunk of rows at a time, in
+    // fp32, and (below fp32) their gradient in the model's dtype, both in the workspace.
     const head = programsOf(full!, 3)[0]!;
     const loss = head.forward.find((op) => op.op === "head_loss")!;
-    expect(head.tensors[loss.scratch![0]!]!.shape).toEqual([loss.chunk!, 1000]);
-    expect(head.tensors.filter((t) => t.shape.includes(1000)).map((t) => t.place)).toEqual(["work"]);
+    expect(loss.scratch!.map((t) => [head.tensors[t]!.shape, head.tensors[t]!.dtype])).toEqual([
+      [[loss.chunk!, 1000], "f32"],
+      [[loss.chunk!, 1000], "bf16"],
+    ]);
+    expect(head.tensors.filter((t) => t.shape.includes(1000)).map((t) => t.place)).toEqual(["work", "work"]);
   });
 
   it("every stage counts its weights: the whole model's bytes over all stages", () => {

@@ -84,6 +84,12 @@ class Backend {
   virtual void wait(Stream* stream, Event* event) = 0;
   virtual void synchronize(Stream* stream) = 0;
   virtual const KernelTable<S>& kernels() const = 0;
+  // The row tables a micro-batch's kernels read, where they can read them: the CPU backend reads
+  // the host's own; a device backend copies them over first and points there.
+  virtual const KernelContext<S>& bind_rows(const KernelContext<S>& host) { return host; }
+  // After a program has run: host.part_losses holds each part's loss (a device backend
+  // downloads what its head computed).
+  virtual void finish(const KernelContext<S>& bound, const KernelContext<S>& host) {}
 };
 
 }  // namespace loraflow

@@ -194,12 +194,14 @@ void ProgramExecutor<S>::check_program(const ProgramSpec& p, const ShapeClassSpe
           size(op.out[0], numel(op.in[0]), "the sum");
           break;
         case OpCode::kHeadLoss:
-          arity(1, 1, 1, 1, true);
+          arity(1, 1, 1, 2, true);
           vector_weight(c_.vocab * C);
           LF_CHECK(op.chunk >= 1 && op.chunk <= T, w << ": chunk of " << op.chunk << " rows");
           size(op.in[0], T * C, "the norm");
           size(op.out[0], T * C, "dn");
           at_least(op.scratch[0], op.chunk * c_.vocab, "the logits");
+          // Below fp32, the logits' gradient in the model's dtype.
+          if (op.scratch.size() == 2) at_least(op.scratch[1], op.chunk * c_.vocab, "the logits' gradient");
           break;
         case OpCode::kCount:
           LF_CHECK(false, w << ": unknown op");

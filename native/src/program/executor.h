@@ -131,6 +131,7 @@ class ProgramExecutor {
     ctx.part_count = rows.parts.size();
     ctx.inv_freq = inv_freq_.data();
     ctx.part_losses = part_losses_.data();
+    const KernelContext<S>& bound = backend_.bind_rows(ctx);
     const auto& table = backend_.kernels();
     for (const OpSpec& op : ops) {
       for (size_t i = 0; i < op.in.size(); i++) in_[i] = resolve(p, op.in[i], m), numel_in_[i] = p.tensors[static_cast<size_t>(op.in[i])].numel;
@@ -138,7 +139,7 @@ class ProgramExecutor {
       for (size_t i = 0; i < op.scratch.size(); i++) scratch_[i] = resolve(p, op.scratch[i], m);
       KernelCall<S> call;
       call.op = &op;
-      call.ctx = &ctx;
+      call.ctx = &bound;
       call.in = in_.data();
       call.out = out_.data();
       call.scratch = scratch_.data();
@@ -162,6 +163,7 @@ class ProgramExecutor {
       }
       table[static_cast<size_t>(op.code)](call, backend_.stream());
     }
+    backend_.finish(bound, ctx);
   }
 
   void bind_lora(const OpSpec& op, const MicroBatchRows& rows) {

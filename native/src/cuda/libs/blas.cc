@@ -26,7 +26,7 @@ struct Blas::Prepared {
 
 namespace {
 
-int lt_type(DType t) { return t == DType::kBF16 ? lt::kR16BF : lt::kR32F; }
+int lt_type(GemmType t) { return t == GemmType::kBF16 ? lt::kR16BF : lt::kR32F; }
 
 }  // namespace
 

@@ -14,14 +14,14 @@
 
 namespace loraflow::cuda {
 
-enum class DType { kF32, kBF16 };
+enum class GemmType { kF32, kBF16 };
 
 // C[M, N] = alpha * op(A)[M, K] op(B)[K, N] + beta * C, row-major with leading dimensions, fp32
 // accumulation; `batch` products at element strides apart (attention's heads).
 struct GemmShape {
   bool ta = false, tb = false;
   int64_t M = 0, N = 0, K = 0;
-  DType ab = DType::kBF16, c = DType::kBF16;
+  GemmType ab = GemmType::kBF16, c = GemmType::kBF16;
   int64_t lda = 0, ldb = 0, ldc = 0;
   int32_t batch = 1;
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
