@@ -77,7 +77,8 @@ function expandTargets(adapter: AdapterSpec, model: ResolvedModel, ctx: PassCont
   const chosen = new Set<string>();
   let ok = true;
   for (const target of adapter.targets) {
-    const group = TARGET_GROUPS[target.name];
+    // Own keys only: a target named `toString` is unknown, not Object.prototype's.
+    const group = Object.hasOwn(TARGET_GROUPS, target.name) ? TARGET_GROUPS[target.name] : undefined;
     if (group) group.forEach((m) => chosen.add(m));
     else if ((TARGET_MODULES as readonly string[]).includes(target.name)) chosen.add(target.name);
     else {

@@ -26,7 +26,7 @@ const CASES: { name: string; source: string | string[] }[] = [
   { name: "LF2003-rank-bounds", source: `${TINY_MODEL}\n${adapter("rank 9000", "math")}\n${adapter("rank 0", "b")}` },
   { name: "LF2004-conflicting-properties", source: `${TINY_MODEL}\n${adapter("epochs 3  steps 100")}` },
   { name: "LF2005-missing-property", source: `model m { arch llama layers 2 hidden 16 }\nadapter a { rank 4 }` },
-  { name: "LF2006-unknown-target", source: `${TINY_MODEL}\n${adapter("targets q_prj v_proj lm_head")}` },
+  { name: "LF2006-unknown-target", source: `${TINY_MODEL}\n${adapter("targets q_prj v_proj lm_head toString")}` },
   { name: "LF2007-micro-batch-divides", source: `${TINY_MODEL}\n${adapter("batch 8  micro_batch 3")}` },
   { name: "LF2008-heads-divisible", source: [`model m { layers 2 hidden 16 heads 4 kv_heads 3 ffn 32 vocab 64 }\n${adapter("rank 4")}`, `model n { layers 2 hidden 18 heads 4 ffn 32 vocab 64 }\n${adapter("rank 4")}`] },
   { name: "LF2009-out-of-range", source: `${TINY_MODEL}\n${adapter("dropout 1.5  batch 0  optimizer adamw { lr -1  betas 0.9 1.5 }")}` },
