@@ -10,7 +10,9 @@
 //   (measured: 4e-4; bound 5e-3).
 import * as path from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { modelGradPrograms } from "../../runtime/model-programs.js";
 import { loadNative } from "../../runtime/native.js";
+import { rng } from "../helpers/random.js";
 import { microBatch, randomAdapter, randomWeights, type TestAdapter, type TestSequence, type TinyArch } from "../helpers/tiny-llama.js";
 
 type Grads = Record<string, { A: Float64Array; B: Float64Array }>[];
@@ -88,5 +90,39 @@ describe("the CUDA backend on the emulated GPU", () => {
     const gpu = run("cuda-emulated", "bf16", stages, fused, dropout);
     expect(Math.abs(gpu.loss - cpu.loss) / cpu.loss).toBeLessThan(5e-3);
     expect(gradientError(gpu.grads, cpu.grads)).toBeLessThan(5e-2);
+  });
+});
+
+describe("the CUDA backend refuses programs it cannot run", () => {
+  it("200 corrupted programs end in a clear error or a clean run, never a crash (under ASan in test:sanitized)", () => {
+    const mbs = [microBatch(SEQUENCES, SEQUENCES)];
+    const spec = { config: ARCH, weights: BF16_WEIGHTS, adapters: adapters(0.1), stages: [[0, 1], [1, 4]] as [number, number][], microBatches: mbs, precision: "double", backend: "cuda-emulated" as const, dtype: "bf16" as const };
+    // As the engine's loader lowers them for modelGrad (the tiny arch stands in for a job's).
+    const programs = modelGradPrograms({ ...spec, microBatches: mbs.map((m) => ({ parts: m.parts.map((p) => ({ adapter: p.adapter, rows: p.rows })) })) } as unknown as Parameters<typeof modelGradPrograms>[0]);
+    const next = rng(2024);
+    const outcomes = { ran: 0, refused: 0 };
+    for (let trial = 0; trial < 200; trial++) {
+      const p = structuredClone(programs);
+      // Every number in the programs is a place to corrupt: offsets, sizes, shapes, tensor ids, attributes.
+      const numbers: [Record<string, unknown>, string][] = [];
+      const walk = (o: unknown) => {
+        if (!o || typeof o !== "object") return;
+        for (const [k, v] of Object.entries(o)) typeof v === "number" ? numbers.push([o as Record<string, unknown>, k]) : walk(v);
+      };
+      walk(p);
+      for (let i = 0; i < 3; i++) {
+        const [o, k] = numbers[Math.floor(next() * numbers.length)]!;
+        const v = o[k] as number;
+        o[k] = [v + 1, v - 1, 2 * v, 0, v + 256][Math.floor(next() * 5)];
+      }
+      try {
+        native.modelGrad({ ...spec, programs: p });
+        outcomes.ran++;
+      } catch (e) {
+        expect((e as Error).message).toMatch(/^modelGrad: /);
+        outcomes.refused++;
+      }
+    }
+    expect(outcomes.refused).toBeGreaterThan(150);
   });
 });

@@ -311,15 +311,28 @@ Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std
   const DType act = programs.stages[0].programs.empty() ? DType::kF32 : programs.stages[0].programs[0].activations;
   int64_t most_rows = 0;
   for (const MicroBatchRows& r : in.batches) most_rows = std::max(most_rows, r.T);
+  // Host copies a queued upload reads live until every queued copy has run, so they are made
+  // before the backend (whose end waits for its stream) and released after it.
+  std::vector<std::vector<unsigned char>> staged;
   cuda::CudaBackend backend(*device, in.config, act, most_rows);
   auto& stream = backend.cuda_stream();
   // Device memory: each stage's weights (in the programs' dtype) and activation arena; every
-  // adapter site's A, B, dA, dB in fp32. Host copies stay alive until the stream has read them.
-  std::vector<std::vector<unsigned char>> staged;
-  std::vector<std::byte*> owned;
+  // adapter site's A, B, dA, dB in fp32. Released on the way out, a failure included.
+  struct Owned {
+    cuda::CudaBackend& backend;
+    std::vector<std::byte*> blocks;
+    ~Owned() {
+      for (std::byte* p : blocks) {
+        try {
+          backend.release(p);
+        } catch (...) {
+        }
+      }
+    }
+  } owned{backend, {}};
   auto device_copy = [&](const void* data, size_t bytes) {
     std::byte* p = backend.allocate(static_cast<int64_t>(bytes));
-    owned.push_back(p);
+    owned.blocks.push_back(p);
     staged.emplace_back(static_cast<const unsigned char*>(data), static_cast<const unsigned char*>(data) + bytes);
     device->copy(p, staged.back().data(), bytes, stream);
     return p;
@@ -331,7 +344,7 @@ Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std
         const std::vector<float> f(ab[which].begin(), ab[which].end());
         state[a][site][which] = device_copy(f.data(), f.size() * 4);
         state[a][site][2 + which] = backend.allocate(static_cast<int64_t>(f.size() * 4));
-        owned.push_back(state[a][site][2 + which]);
+        owned.blocks.push_back(state[a][site][2 + which]);
       }
     }
   }
@@ -339,7 +352,6 @@ Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std
   std::vector<std::unique_ptr<AdapterOnStage<std::byte>>> on_stage;
   std::vector<std::byte*> arenas;
   for (size_t s = 0; s < in.ranges.size(); s++) {
-    for (const ProgramSpec& p : programs.stages[s].programs) backend.check(p, "spec.programs: stage " + std::to_string(s));
     std::vector<const std::byte*> placed;
     for (const WeightSlotSpec& w : programs.stages[s].weights) {
       const std::vector<double>& v = in.weight(w.name, w.numel());
@@ -355,7 +367,7 @@ Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std
     auto memory = [&](size_t a, std::pair<int64_t, int> site) { return state[a][site]; };
     stages.push_back(stage_executor<std::byte>(in, programs, s, std::move(placed), backend, memory, on_stage));
     arenas.push_back(backend.allocate(programs.stages[s].round_elems + programs.stages[s].work_elems));
-    owned.push_back(arenas.back());
+    owned.blocks.push_back(arenas.back());
   }
   device->synchronize(stream);
   const double loss = run_batches<std::byte>(in, programs, stages, arenas, [&](std::byte* to, const std::byte* from, int64_t n) { device->copy(to, from, static_cast<size_t>(n), stream); });
@@ -370,8 +382,6 @@ Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std
     }
     return d;
   });
-  stages.clear();
-  for (std::byte* p : owned) backend.release(p);
   return out;
 }
 

@@ -3,8 +3,8 @@
 // cuda/kernels/ for everything else, on a real GPU (CudaDevice) or the emulated one (EmuDevice,
 // with the fake cuBLASLt). The executor counts in bytes (programs read with Units{1}); tensors
 // are the plan's: activations in `activations` (bf16, or f32 for an fp32 plan), statistics and
-// LoRA intermediates in fp32, LoRA weights and their gradients fp32. check() refuses a program
-// whose operand types are not these before anything runs.
+// LoRA intermediates in fp32, LoRA weights and their gradients fp32. check(), which the executor
+// calls on every program it is given, refuses one whose operand types are not these.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -50,7 +50,7 @@ class CudaBackend final : public Backend<std::byte> {
   void finish(const KernelContext<std::byte>& bound, const KernelContext<std::byte>& host) override;
 
   // Refuses a program whose tensors' types are not those the kernels read and write.
-  void check(const ProgramSpec& program, const std::string& where) const;
+  void check(const ProgramSpec& program, const std::string& where) const override;
 
   Device& device() { return device_; }
   Stream& cuda_stream() { return *stream_; }

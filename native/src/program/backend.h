@@ -6,6 +6,7 @@
 // construction and its events are complete when recorded. The CUDA backend queues the same calls.
 #pragma once
 #include <array>
+#include <string>
 #include <cstdint>
 #include <vector>
 
@@ -90,6 +91,9 @@ class Backend {
   // After a program has run: host.part_losses holds each part's loss (a device backend
   // downloads what its head computed).
   virtual void finish(const KernelContext<S>& bound, const KernelContext<S>& host) {}
+  // Refuses a program its kernels cannot run (operand types, say); called by the executor once
+  // the program has passed its own checks, so every tensor id is valid.
+  virtual void check(const ProgramSpec& program, const std::string& where) const {}
 };
 
 }  // namespace loraflow

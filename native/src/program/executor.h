@@ -56,6 +56,7 @@ class ProgramExecutor {
     for (size_t k = 0; k < programs_.size(); k++) {
       LF_CHECK(programs_[k].cls == static_cast<int>(k), "program " << k << " is for class " << programs_[k].cls);
       check_program(programs_[k], classes_[k], "program " + std::to_string(k));
+      backend_.check(programs_[k], "program " + std::to_string(k));
       for (const auto* list : {&programs_[k].forward, &programs_[k].backward}) {
         for (const OpSpec& op : *list) widest = std::max({widest, op.in.size(), op.out.size(), op.scratch.size()}), parts = std::max(parts, op.parts.size());
       }
