@@ -13,7 +13,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { modelGradPrograms } from "../../runtime/model-programs.js";
 import { loadNative } from "../../runtime/native.js";
 import { rng } from "../helpers/random.js";
-import { microBatch, randomAdapter, randomWeights, type TestAdapter, type TestSequence, type TinyArch } from "../helpers/tiny-llama.js";
+import { microBatch, randomWeights } from "../helpers/tiny-llama.js";
+import { adapters, ARCH, SEQUENCES } from "../helpers/two-adapters.js";
 
 type Grads = Record<string, { A: Float64Array; B: Float64Array }>[];
 const native = loadNative() as unknown as { modelGrad(spec: unknown): { loss: number; grads: Grads } };
@@ -23,7 +24,6 @@ beforeAll(() => {
   process.env["LORAFLOW_CUBLASLT"] = path.join(root, process.env["LORAFLOW_NATIVE_BUILD"] ?? "build", "fake", "libcublasLt.so");
 });
 
-const ARCH: TinyArch = { layers: 2, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 24, vocab: 32, ropeTheta: 10000, normEps: 1e-5, tieEmbeddings: false };
 
 /** x rounded to bf16 (nearest, ties to even), as the backend stores the base weights. */
 function bf16(x: number): number {
@@ -35,18 +35,6 @@ function bf16(x: number): number {
 
 const WEIGHTS = randomWeights(ARCH, 7);
 const BF16_WEIGHTS = Object.fromEntries(Object.entries(WEIGHTS).map(([k, v]) => [k, Float64Array.from(v, bf16)]));
-
-const adapters = (dropout: number): TestAdapter[] => [
-  randomAdapter(ARCH, 11, 2, 2.0, dropout, ["q_proj", "v_proj", "o_proj", "down_proj"]),
-  randomAdapter(ARCH, 12, 3, 0.5, dropout / 2, ["k_proj", "gate_proj", "up_proj", "down_proj"]),
-];
-
-const SEQUENCES: TestSequence[] = [
-  { adapter: 0, examples: [[1, 5, 9, 2], [7, 3, 3]], seed: 100 },
-  { adapter: 0, examples: [[4, 4, 8, 15, 16]], seed: 101 },
-  { adapter: 1, examples: [[23, 1, 2], [9, 9], [30, 31, 0]], seed: 200 },
-  { adapter: 1, examples: [[6, 12, 18, 24, 30]], seed: 201 },
-];
 
 function run(backend: "cpu" | "cuda-emulated", dtype: "fp32" | "bf16", stages: [number, number][], fused: boolean, dropout: number) {
   const mbs = fused ? [microBatch(SEQUENCES, SEQUENCES)] : SEQUENCES.map((s) => microBatch([s], SEQUENCES));

@@ -1,27 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { loadNative } from "../../runtime/native.js";
 import { referenceLoss } from "../helpers/reference-llama.js";
-import { microBatch, randomAdapter, randomWeights, type TestAdapter, type TestMicroBatch, type TestSequence, type TinyArch } from "../helpers/tiny-llama.js";
+import { microBatch, randomWeights, type TestAdapter, type TestMicroBatch } from "../helpers/tiny-llama.js";
+import { adapters, ARCH, SEQUENCES } from "../helpers/two-adapters.js";
 
 const native = loadNative() as unknown as {
   modelGrad(spec: unknown): { loss: number; grads: Record<string, { A: Float64Array; B: Float64Array }>[] };
 };
 
-const ARCH: TinyArch = { layers: 2, hidden: 16, heads: 4, kvHeads: 2, headDim: 4, ffn: 24, vocab: 32, ropeTheta: 10000, normEps: 1e-5, tieEmbeddings: false };
 const WEIGHTS = randomWeights(ARCH, 7);
-
-/** Two adapters that differ in everything an adapter can differ in. */
-const adapters = (dropout: number): TestAdapter[] => [
-  randomAdapter(ARCH, 11, 2, 2.0, dropout, ["q_proj", "v_proj", "o_proj", "down_proj"]),
-  randomAdapter(ARCH, 12, 3, 0.5, dropout / 2, ["k_proj", "gate_proj", "up_proj", "down_proj"]),
-];
-
-const SEQUENCES: TestSequence[] = [
-  { adapter: 0, examples: [[1, 5, 9, 2], [7, 3, 3]], seed: 100 },
-  { adapter: 0, examples: [[4, 4, 8, 15, 16]], seed: 101 },
-  { adapter: 1, examples: [[23, 1, 2], [9, 9], [30, 31, 0]], seed: 200 },
-  { adapter: 1, examples: [[6, 12, 18, 24, 30]], seed: 201 },
-];
 
 function modelGrad(mbs: TestMicroBatch[], adapterList: TestAdapter[], stages: [number, number][], precision = "double", arch = ARCH, weights = WEIGHTS) {
   return native.modelGrad({ config: arch, weights, adapters: adapterList, stages, microBatches: mbs, precision });

@@ -85,15 +85,19 @@ void linear_dx(const Call& c, loraflow::Stream* s) {
   backend_of(s).blas().gemm(backend_of(s).cuda_stream(), g, 1.0f, c.in[0], c.weight, 1.0f, c.out[0]);
 }
 
-// The op's parts as the LoRA launches take them; G (backward) at each part's offset in scratch[0].
-int lora_parts(const Call& c, LoraPart* parts, float* G) {
+constexpr int kMaxParts = 64;
+
+// The op's parts as the LoRA launches take them: u_i from `u` (the op's outputs or inputs), G
+// (backward) at each part's offset in scratch[0]. Returns the count.
+int lora_parts(const Call& c, LoraPart* parts, std::byte* const* u, float* G) {
+  LF_CHECK(c.op->parts.size() <= kMaxParts, "a LoRA op over " << c.op->parts.size() << " parts (at most " << kMaxParts << ")");
   int64_t g = 0;
   for (size_t i = 0; i < c.op->parts.size(); i++) {
     const AdapterRows& rows = c.ctx->parts[c.op->parts[i]];
     const LoraBinding<std::byte>& b = c.lora[i];
     LoraPart& p = parts[i];
     p.row0 = rows.row0, p.rows = rows.rows, p.rank = b.site.rank;
-    p.A = as<float>(b.A), p.B = as<float>(b.B), p.dA = as<float>(b.dA), p.dB = as<float>(b.dB);
+    p.A = as<float>(b.A), p.B = as<float>(b.B), p.dA = as<float>(b.dA), p.dB = as<float>(b.dB), p.u = as<float>(u[i]);
     p.scale = static_cast<float>(b.site.scale), p.dropout = b.site.dropout, p.module_key = b.site.module_key, p.row_keys = c.ctx->row_keys;
     if (G) p.G = G + g;
     g += rows.rows * b.site.rank;
@@ -101,14 +105,10 @@ int lora_parts(const Call& c, LoraPart* parts, float* G) {
   return static_cast<int>(c.op->parts.size());
 }
 
-constexpr int kMaxParts = 64;
-
 template <typename T>
 void lora_shrink(const Call& c, loraflow::Stream* s) {
   LoraPart parts[kMaxParts];
-  LF_CHECK(c.op->parts.size() <= kMaxParts, "a LoRA op over " << c.op->parts.size() << " parts (at most " << kMaxParts << ")");
-  const int n = lora_parts(c, parts, nullptr);
-  for (int i = 0; i < n; i++) parts[i].u = as<float>(c.out[i]);
+  const int n = lora_parts(c, parts, c.out, nullptr);
   const LoraSiteRows site{c.lora[0].site.in, c.lora[0].site.out, storage<T>(), c.in[0], nullptr, nullptr, nullptr};
   lora_shrink_launches(site, parts, n, [&](const SegmentedGemm::Params& p) { run<SegmentedGemm>(s, p, "lora_shrink"); });
 }
@@ -116,9 +116,7 @@ void lora_shrink(const Call& c, loraflow::Stream* s) {
 template <typename T>
 void lora_expand(const Call& c, loraflow::Stream* s) {
   LoraPart parts[kMaxParts];
-  LF_CHECK(c.op->parts.size() <= kMaxParts, "a LoRA op over " << c.op->parts.size() << " parts (at most " << kMaxParts << ")");
-  const int n = lora_parts(c, parts, nullptr);
-  for (int i = 0; i < n; i++) parts[i].u = as<float>(c.in[1 + i]);
+  const int n = lora_parts(c, parts, c.in + 1, nullptr);
   const LoraSiteRows site{c.lora[0].site.in, c.lora[0].site.out, storage<T>(), nullptr, c.out[0], nullptr, nullptr};
   lora_expand_launches(site, parts, n, [&](const SegmentedGemm::Params& p) { run<SegmentedGemm>(s, p, "lora_expand"); });
 }
@@ -128,9 +126,7 @@ void lora_expand(const Call& c, loraflow::Stream* s) {
 template <typename T>
 void lora_bwd(const Call& c, loraflow::Stream* s) {
   LoraPart parts[kMaxParts];
-  LF_CHECK(c.op->parts.size() <= kMaxParts, "a LoRA op over " << c.op->parts.size() << " parts (at most " << kMaxParts << ")");
-  const int n = lora_parts(c, parts, as<float>(c.scratch[0]));
-  for (int i = 0; i < n; i++) parts[i].u = as<float>(c.in[2 + i]);
+  const int n = lora_parts(c, parts, c.in + 2, as<float>(c.scratch[0]));
   const LoraSiteRows site{c.lora[0].site.in, c.lora[0].site.out, storage<T>(), c.in[1], nullptr, c.in[0], c.op->out.empty() ? nullptr : c.out[0]};
   auto go = [&](const SegmentedGemm::Params& p) { run<SegmentedGemm>(s, p, "lora_bwd"); };
   lora_backward_first_launches(site, parts, n, go);
@@ -290,29 +286,26 @@ const KernelContext<std::byte>& CudaBackend::bind_rows(const KernelContext<std::
   LF_CHECK(T <= max_rows_, name_ << ": a micro-batch of " << T << " rows, the row tables hold " << max_rows_);
   // The staging buffer is rewritten only once the stream has read what it held before.
   device_.synchronize(*stream_);
-  const int64_t R = max_rows_;
-  auto round_up = [](int64_t n) { return (n + 255) / 256 * 256; };
-  const int64_t i32 = round_up(R * 4), u64 = round_up(R * 8);
-  unsigned char* base = staging_.data();
-  auto put = [&](int64_t at, const void* src, int64_t bytes) { std::memcpy(base + at, src, static_cast<size_t>(bytes)); };
-  put(0, host.tokens, T * 4);
-  put(i32, host.targets, T * 4);
-  put(2 * i32, host.seg_start, T * 4);
-  put(4 * i32, host.pos, T * 4);
-  put(5 * i32, host.row_keys, T * 8);
+  // A table's place in the staging buffer is its place in the device allocation.
+  auto staged = [&](const void* on_device) { return staging_.data() + (static_cast<const unsigned char*>(on_device) - static_cast<const unsigned char*>(rows_)); };
+  std::memcpy(staged(tokens_), host.tokens, static_cast<size_t>(T) * 4);
+  std::memcpy(staged(targets_), host.targets, static_cast<size_t>(T) * 4);
+  std::memcpy(staged(seg_start_), host.seg_start, static_cast<size_t>(T) * 4);
+  std::memcpy(staged(pos_), host.pos, static_cast<size_t>(T) * 4);
+  std::memcpy(staged(row_keys_), host.row_keys, static_cast<size_t>(T) * 8);
   // Each row's example end, the longest example, and each row's loss scale (its part's).
-  auto* ends = reinterpret_cast<int32_t*>(base + 3 * i32);
+  auto* ends = reinterpret_cast<int32_t*>(staged(seg_end_));
   longest_ = 0;
   for (int64_t t = T; t-- > 0;) {
     ends[t] = t + 1 == T || host.seg_start[t + 1] != host.seg_start[t] ? static_cast<int32_t>(t + 1) : ends[t + 1];
     longest_ = std::max<int64_t>(longest_, ends[t] - host.seg_start[t]);
   }
-  auto* scale = reinterpret_cast<float*>(base + 5 * i32 + u64);
+  auto* scale = reinterpret_cast<float*>(staged(row_scale_));
   for (size_t p = 0; p < host.part_count; p++) {
     const AdapterRows& part = host.parts[p];
     for (int64_t t = part.row0; t < part.row0 + part.rows; t++) scale[t] = static_cast<float>(part.grad_scale);
   }
-  device_.copy(rows_, base, staging_.size(), *stream_);
+  device_.copy(rows_, staging_.data(), staging_.size(), *stream_);
   bound_ = host;
   bound_.tokens = tokens_;
   bound_.targets = targets_;
