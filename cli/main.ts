@@ -48,7 +48,7 @@ export function main(argv: string[]): void {
     .description("train a job (compiling it first) or a compiled plan folder, and write every adapter in PEFT format")
     .argument("<job-or-plan>", "a job file (.lf) or a folder holding plan.json")
     .option("-o, --out <dir>", "where a compiled job's plan goes (default: out/<job name>)")
-    .addOption(new Option("--backend <name>", "where to train").choices(["cpu", "cuda"]).default("cpu"))
+    .addOption(new Option("--backend <name>", "where to train: auto picks the GPUs where it can run the plan there").choices(["auto", "cpu", "cuda", "cuda-emulated"]).default("auto"))
     .option("--max-steps <n>", "stop every adapter after n optimizer steps", wholeNumber(1))
     .option("--threads <n>", "BLAS threads per stage worker", wholeNumber(1))
     .action(async (target: string, flags: RunFlags) => {

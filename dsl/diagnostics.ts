@@ -75,6 +75,7 @@ export const Diagnostics = {
   engineRefused: { code: "LF6008", severity: "error", title: "the engine refused what it was given, or found its stages waiting on each other" },
   noTokens: { code: "LF6009", severity: "error", title: "nothing to evaluate: no counted token" },
   unsupportedData: { code: "LF6010", severity: "error", title: "a data format this command does not read yet" },
+  backendUnavailable: { code: "LF6011", severity: "error", title: "a backend that cannot run here: no GPU driver, fewer GPUs than the plan uses, or no cuBLASLt or NCCL" },
   examplesTruncated: { code: "LF6101", severity: "warning", title: "examples longer than seq_len, cut to fit" },
   leftoverRemoved: { code: "LF6102", severity: "warning", title: "a folder left by a run that did not finish, removed" },
 } as const satisfies Record<string, DiagnosticKind>;

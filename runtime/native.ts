@@ -8,8 +8,8 @@ import { modelGradPrograms, type ModelGradSpec } from "./model-programs.js";
 export interface NativeEngine {
   /** cuda: whether this build has the CUDA backend (nvcc was there when it was built). */
   build: { blas: "openblas" | "portable"; compiler: string; cuda: boolean };
-  /** The GPUs the CUDA runtime sees, or (devices empty) why there are none. */
-  probeCuda(): { devices: string[]; problem: string };
+  /** The GPUs the CUDA runtime sees, or (devices empty) why there are none; where cuBLASLt and NCCL load from, or why they do not. */
+  probeCuda(): { devices: string[]; problem: string; libraries: Record<"cublasLt" | "nccl", { path?: string; problem?: string }> };
   /** One operator in double precision: its output and, given `dout`, its input gradients. */
   op(
     name: string,

@@ -1,5 +1,5 @@
 import * as fs from "node:fs";
-import type { Plan } from "../compiler/index.js";
+import { lowerPlanPrograms, type Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
 import { readTokens } from "./data/tokens.js";
 import { RunError } from "./errors.js";
@@ -39,6 +39,14 @@ export interface RunOptions {
   onWarning?: (notice: RunNotice) => void;
   /** Write the trained adapters (default true). */
   save?: boolean;
+  /**
+   * What trains: the CPU engine (default), the CUDA backend on this machine's GPUs, or the same
+   * on emulated GPUs (the project's fake cuBLASLt and NCCL, which LORAFLOW_CUBLASLT and
+   * LORAFLOW_NCCL name): the CI's stand-in for GPUs.
+   */
+  backend?: "cpu" | "cuda" | "cuda-emulated";
+  /** The GPU of each stage (default: the plan's `stages[s].device`). */
+  devices?: number[];
 }
 
 export interface RunResult {
@@ -48,6 +56,26 @@ export interface RunResult {
   loopAllocations: number;
   tokens: number;
   seconds: number;
+}
+
+/** Each stage's GPU: the plan's (one machine's), or the ones asked for. */
+function stageDevices(plan: Plan, asked: number[] | undefined): number[] {
+  if (asked !== undefined) {
+    if (asked.length !== plan.stages.length || !asked.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new RunError("engineRefused", `devices: ${asked.length} GPU numbers for ${plan.stages.length} stages (one non-negative integer per stage)`);
+    }
+    return asked;
+  }
+  const nodes = new Set(plan.stages.map((s) => s.node));
+  if (nodes.size > 1) throw new RunError("engineRefused", `the plan spans ${nodes.size} nodes; \`loraflow run\` trains on one machine's GPUs`);
+  return plan.stages.map((s) => s.device);
+}
+
+/** The programs a GPU runs: the plan's own dtype (bf16 or fp32). */
+function devicePrograms(plan: Plan, phases: Plan["schedule"]["phases"]): Plan["programs"] {
+  if (plan.model.dtype === "fp16") throw new RunError("engineRefused", "the CUDA backend trains bf16 and fp32 models; this plan's model is fp16");
+  if (phases === plan.schedule.phases) return plan.programs;
+  return lowerPlanPrograms({ ...plan, schedule: { ...plan.schedule, phases } });
 }
 
 /** A phase's micro-batches in id order, as the engine indexes them; ids must be 0..n-1, once each. */
@@ -89,7 +117,11 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
   }
   // Micro-batch ids first: everything after (the memory count, the engine) indexes by them.
   const microBatches = phases.map((p, i) => byId(p.microBatches, i));
-  checkMemory(plan);
+  const backend = options.backend ?? "cpu";
+  // The CPU engine holds everything in host memory; a GPU's arenas are the plan's own, which
+  // the compiler fitted to the device.
+  if (backend === "cpu") checkMemory(plan);
+  const devices = backend === "cpu" ? undefined : stageDevices(plan, options.devices);
 
   // Data and adapters first: they are cheap to check, the base weights are not.
   const adapters = plan.adapters.map((a, i) => {
@@ -161,7 +193,8 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       {
         config: plan.model.config,
         stages: plan.stages.map((s) => ({ blocks: s.blocks, embedding: s.embedding, head: s.head })),
-        programs: cpuPrograms(plan, phases),
+        programs: backend === "cpu" ? cpuPrograms(plan, phases) : devicePrograms(plan, phases),
+        ...(devices === undefined ? {} : { backend, devices: Int32Array.from(devices) }),
         weights: Object.fromEntries(weights),
         adapters,
         phases: phases.map((p, i) => ({

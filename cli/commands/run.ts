@@ -30,17 +30,38 @@ function loadPlanDir(dir: string): Plan | undefined {
 
 const shown = (p: string) => path.relative(process.cwd(), p) || ".";
 
+type Backend = "cpu" | "cuda" | "cuda-emulated";
+
+/**
+ * What trains the plan: `--backend cpu` the CPU engine; `cuda` this machine's GPUs (refused,
+ * saying why, without a driver, a GPU the plan places a stage on, cuBLASLt, or NCCL where
+ * stages are on more than one GPU); `cuda-emulated` the same on emulated GPUs (the CI's
+ * stand-in, with the project's fake libraries); `auto` (the default) CUDA where it can run a
+ * plan compiled for GPUs, the CPU engine otherwise, saying why.
+ */
+function chooseBackend(flag: string, plan: Plan): { backend: Backend; note?: string } | { problem: string } {
+  if (flag === "cpu") return { backend: "cpu" };
+  if (flag === "auto" && plan.cluster.device.name === "cpu") return { backend: "cpu" };
+  const native = loadNative();
+  const probe = native.probeCuda();
+  const gpus = new Set(plan.stages.map((s) => s.device));
+  const problem = (() => {
+    if (flag !== "cuda-emulated") {
+      if (probe.devices.length === 0) return probe.problem;
+      const missing = [...gpus].filter((d) => d >= probe.devices.length);
+      if (missing.length > 0) return `the plan puts stages on GPU ${missing.join(", ")}, and this machine has ${probe.devices.length} (${probe.devices.join("; ")}): compile it for ${probe.devices.length} (\`cluster ... gpus ${probe.devices.length}\`)`;
+    }
+    if (probe.libraries.cublasLt.problem !== undefined) return probe.libraries.cublasLt.problem;
+    if (gpus.size > 1 && probe.libraries.nccl.problem !== undefined) return `stages on ${gpus.size} GPUs talk through NCCL: ${probe.libraries.nccl.problem}`;
+    return undefined;
+  })();
+  if (problem === undefined) return { backend: flag === "cuda-emulated" ? "cuda-emulated" : "cuda" };
+  if (flag === "auto") return { backend: "cpu", note: `training on the CPU engine: the CUDA backend cannot run here (${problem})` };
+  return { problem: `--backend ${flag}: ${problem}` };
+}
+
 /** `loraflow run JOB.lf|PLAN_DIR`: compiles first when given a job, then trains and saves. */
 export async function runCommand(target: string, flags: RunFlags): Promise<number> {
-  if (flags.backend === "cuda") {
-    const { devices, problem } = loadNative().probeCuda();
-    printError(
-      devices.length === 0
-        ? `loraflow: --backend cuda: ${problem}; use --backend cpu\n`
-        : `loraflow: --backend cuda: training on ${devices[0]} is not finished in this version (the kernels are built; the program executor is not yet); use --backend cpu\n`,
-    );
-    return 1;
-  }
   let plan: Plan | undefined;
   let dir: string;
   if (fs.existsSync(target) && fs.statSync(target).isDirectory()) {
@@ -52,10 +73,24 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
     dir = compiled?.dir ?? "";
   }
   if (!plan) return 1;
+  const chosen = chooseBackend(flags.backend, plan);
+  if ("problem" in chosen) {
+    printError(`loraflow: error ${new RunError("backendUnavailable", chosen.problem).code}: ${chosen.problem}\n`);
+    return 1;
+  }
+  if (chosen.note !== undefined) printError(`loraflow: note: ${chosen.note}\n`);
   const width = Math.max(...plan.adapters.map((a) => a.name.length));
-  print(`training ${plan.adapters.length} adapter${plan.adapters.length === 1 ? "" : "s"} on ${plan.stages.length} CPU stage worker${plan.stages.length === 1 ? "" : "s"} (${plan.schedule.name})\n`);
+  const adapters = `${plan.adapters.length} adapter${plan.adapters.length === 1 ? "" : "s"}`;
+  const stages = `${plan.stages.length} stage${plan.stages.length === 1 ? "" : "s"}`;
+  if (chosen.backend === "cpu") print(`training ${adapters} on ${plan.stages.length} CPU stage worker${plan.stages.length === 1 ? "" : "s"} (${plan.schedule.name})\n`);
+  else {
+    const gpus = [...new Set(plan.stages.map((s) => s.device))];
+    const where = chosen.backend === "cuda" ? `GPU${gpus.length === 1 ? "" : "s"} ${gpus.join(", ")}` : `${gpus.length} emulated GPU${gpus.length === 1 ? "" : "s"}`;
+    print(`training ${adapters} in ${plan.model.dtype} on ${stages} over ${where} (${plan.schedule.name})\n`);
+  }
   try {
     const result = await runPlan(plan, dir, {
+      backend: chosen.backend,
       ...(flags.maxSteps !== undefined && { maxSteps: flags.maxSteps }),
       ...(flags.threads !== undefined && { threads: flags.threads }),
       onStep: (s) => {

@@ -321,6 +321,20 @@ Result ncclCommDestroy(Comm comm) {
   return kSuccess;
 }
 
+// Breaks the world: every rank waiting in it, or waiting later, fails with why.
+Result ncclCommAbort(Comm comm) {
+  FakeComm* c = comm_of(comm);
+  if (c == nullptr) return fail(kInvalidArgument, "ncclCommAbort: not a communicator");
+  {
+    std::lock_guard<std::mutex> lock(c->world->mu);
+    if (c->world->broken.empty()) c->world->broken = "rank " + std::to_string(c->rank) + " aborted the communicator";
+  }
+  c->world->cv.notify_all();
+  c->magic = 0;
+  delete c;
+  return kSuccess;
+}
+
 Result ncclSend(const void* buf, size_t count, int type, int peer, Comm comm, void* stream) {
   FakeComm* c = comm_of(comm);
   if (c == nullptr) return fail(kInvalidArgument, "ncclSend: not a communicator");

@@ -2,6 +2,7 @@
 // each on its own emulated device: what arrives, in which order, and that the mistakes NCCL
 // punishes on GPUs (both ranks sending first, a receive that does not match its send) fail here
 // with a message instead of hanging.
+#include <chrono>
 #include <cmath>
 #include <deque>
 #include <functional>
@@ -168,7 +169,65 @@ Outcome all_reduce_sums_in_rank_order() {
   }
   return {true, "every rank has the same bits, summed rank by rank"};
 }
+// What deadlocks on one stream works as the trainer's links do it: a communicator per
+// direction, each rank with a comm stream on each, so a send and a receive progress apart.
+Outcome both_sending_first_on_comm_streams() {
+  const ScopedEnv env = use_fake();
+  const Nccl nccl;
+  const nccl::UniqueId forward = nccl.unique_id(), back = nccl.unique_id();
+  std::vector<std::vector<float>> got(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> threads;
+  for (int me = 0; me < 2; me++) {
+    threads.emplace_back([&, me] {
+      try {
+        EmuDevice device({me});
+        const std::vector<float> mine = values_of(me, 8);
+        std::vector<float> theirs(8);
+        auto* a = static_cast<float*>(device.allocate(8 * sizeof(float)));
+        auto* b = static_cast<float*>(device.allocate(8 * sizeof(float)));
+        // Both ranks join both communicators in one order; rank 0 sends on `forward`, 1 on `back`.
+        Comm f(nccl, 2, forward, me, device), k(nccl, 2, back, me, device);
+        Comm& out = me == 0 ? f : k;
+        Comm& in = me == 0 ? k : f;
+        auto s = device.create_stream(), sending = device.create_comm_stream(), receiving = device.create_comm_stream();
+        device.copy(a, mine.data(), 8 * sizeof(float), *s);
+        device.synchronize(*s);
+        out.send(*sending, a, 8, CommType::kF32, 1 - me);
+        in.recv(*receiving, b, 8, CommType::kF32, 1 - me);
+        device.synchronize(*receiving);
+        device.synchronize(*sending);
+        device.copy(theirs.data(), b, 8 * sizeof(float), *s);
+        device.synchronize(*s);
+        got[static_cast<size_t>(me)] = theirs;
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(me)] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  if (!errors[0].empty() || !errors[1].empty()) return {false, errors[0] + errors[1]};
+  return {got[0] == values_of(1, 8) && got[1] == values_of(0, 8), "each rank got the other's 8 floats"};
+}
 
+// A rank that stops (a failed stage) aborts its communicator: its peer, waiting in a receive on
+// a comm stream, fails at once instead of waiting for a send that never comes.
+Outcome abort_ends_a_waiting_receive() {
+  const auto errors = on_ranks(2, [&](Rank& r) {
+    float* b = static_cast<float*>(r.device.allocate(8 * sizeof(float)));
+    if (r.comm.rank() == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      r.comm.abort();
+      return;
+    }
+    auto in = r.device.create_comm_stream();
+    r.comm.recv(*in, b, 8, CommType::kF32, 0);
+    r.device.synchronize(*in);
+  });
+  const std::string expected = "rank 0 aborted the communicator";
+  if (!errors[0].empty() || errors[1].find(expected) == std::string::npos) return {false, "rank 0: " + errors[0] + " | rank 1: " + (errors[1].empty() ? "no error" : errors[1])};
+  return {true, "the waiting rank reports: " + expected};
+}
 
 void add_cases(std::vector<Case>& cases) {
   cases.push_back({"comm.ring_of_three", ring_of_three});
@@ -176,6 +235,8 @@ void add_cases(std::vector<Case>& cases) {
   cases.push_back({"comm.both_sending_first_is_a_deadlock", both_sending_first_is_a_deadlock});
   cases.push_back({"comm.mismatched_receive_fails_both_ranks", mismatched_receive_fails_both});
   cases.push_back({"comm.all_reduce_sums_in_rank_order", all_reduce_sums_in_rank_order});
+  cases.push_back({"comm.both_sending_first_on_comm_streams", both_sending_first_on_comm_streams});
+  cases.push_back({"comm.abort_ends_a_waiting_receive", abort_ends_a_waiting_receive});
 }
 
 const loraflow::test::Register registered(add_cases);

@@ -1,6 +1,9 @@
 // device_test.cc: the emulated device keeps CUDA's stream and event rules and no more, so that
 // code which forgets a wait or copies past an allocation fails in CI instead of on a GPU.
+#include <chrono>
 #include <cmath>
+#include <string>
+#include <thread>
 #include <cstring>
 #include <vector>
 
@@ -130,6 +133,53 @@ Outcome kernel_on_the_device_matches_the_harness() {
   return {true, "same bits as the harness run directly"};
 }
 
+// A comm stream runs what is queued on it without the host asking (its own thread does).
+Outcome comm_stream_runs_on_its_own() {
+  EmuDevice device(options());
+  auto s = device.create_comm_stream();
+  auto* a = static_cast<float*>(device.allocate(sizeof(float)));
+  const float one = 1.0f;
+  volatile float out = 0.0f;
+  device.copy(a, &one, sizeof one, *s);
+  device.copy(const_cast<float*>(&out), a, sizeof(float), *s);
+  for (int i = 0; i < 500 && out != 1.0f; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const bool ran = out == 1.0f;
+  device.synchronize(*s);
+  device.release(a);
+  return {ran, ran ? "its copies ran before anyone synchronized it" : "nothing ran in 5 s"};
+}
+
+// A failed work item fails its stream for good (CUDA's errors are sticky): every later
+// synchronize reports it, work queued after it never runs, and a stream waiting on it fails too.
+Outcome failure_is_sticky() {
+  EmuDevice device(options());
+  auto s = device.create_stream(), other = device.create_stream();
+  auto failed = device.create_event();
+  Launch bad;
+  bad.on_harness = [](const void*, ThreadOrder, uint64_t) { LF_CHECK(false, "the kernel failed"); };
+  bad.name = "bad";
+  float after = 0.0f;
+  const float one = 1.0f;
+  device.launch(bad, *s);
+  device.copy(&after, &one, sizeof one, *s);
+  device.record(*failed, *s);
+  device.wait(*other, *failed);
+  std::vector<std::string> seen;
+  for (Stream* x : {s.get(), s.get(), other.get()}) {
+    try {
+      device.synchronize(*x);
+      seen.push_back("");
+    } catch (const std::exception& e) {
+      seen.push_back(e.what());
+    }
+  }
+  for (const std::string& m : seen) {
+    if (m.find("the kernel failed") == std::string::npos) return {false, "a synchronize said: " + (m.empty() ? "nothing" : m)};
+  }
+  if (after != 0.0f) return {false, "work queued after the failure ran"};
+  return {true, "both synchronizes and the waiting stream report: " + seen[0]};
+}
+
 void add_cases(std::vector<Case>& cases) {
   cases.push_back({"emu_device.waits_order_streams", waits_order_streams});
   cases.push_back({"emu_device.missing_wait_reads_stale_memory", missing_wait_reads_stale_memory});
@@ -138,6 +188,8 @@ void add_cases(std::vector<Case>& cases) {
   cases.push_back({"emu_device.copy_past_allocation_refused", copy_past_allocation_refused});
   cases.push_back({"emu_device.release_of_unknown_pointer_refused", release_of_unknown_pointer_refused});
   cases.push_back({"emu_device.kernel_matches_the_harness", kernel_on_the_device_matches_the_harness});
+  cases.push_back({"emu_device.comm_stream_runs_on_its_own", comm_stream_runs_on_its_own});
+  cases.push_back({"emu_device.failure_is_sticky", failure_is_sticky});
 }
 
 const loraflow::test::Register registered(add_cases);

@@ -303,6 +303,13 @@ describe("6, 8: what a run finds too late, or trains into nonsense", () => {
     const dir = workspace(`${MODEL}\nadapter a { data "data.jsonl" format alpaca }`);
     refusal(loraflow(dir, "run", "job.lf"), "LF6010", /format alpaca needs a tokenizer/);
   });
+
+  it("a backend that cannot run here is refused, saying why, before training", () => {
+    const dir = workspace();
+    const r = loraflow(dir, "run", "job.lf", "--backend", "cuda");
+    refusal(r, "LF6011", /--backend cuda: (no usable CUDA driver|this build of loraflow has no CUDA backend)/);
+    expect(fs.existsSync(path.join(dir, "out/job/adapters"))).toBe(false);
+  });
 });
 
 describe("7: progress output cannot kill a run", () => {

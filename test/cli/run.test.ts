@@ -9,7 +9,11 @@ import { writeTokenData } from "../helpers/train-job.js";
 let work: string;
 
 function loraflow(...args: string[]) {
-  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "loraflow.js"), ...args], { cwd: work, encoding: "utf8" });
+  return loraflowWith({}, ...args);
+}
+
+function loraflowWith(env: Record<string, string>, ...args: string[]) {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "loraflow.js"), ...args], { cwd: work, encoding: "utf8", env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -85,7 +89,7 @@ describe("loraflow run", () => {
   });
 
   it.each([
-    { args: ["run", "examples/tiny.lf", "--backend", "cuda"], pattern: /--backend cuda: (no usable CUDA driver \(cudaGetDeviceCount: cudaErrorInsufficientDriver|this build of loraflow has no CUDA backend|training on GPU 0: .* is not finished).*; use --backend cpu/ },
+    { args: ["run", "examples/tiny.lf", "--backend", "cuda"], pattern: /error LF6011: --backend cuda: (no usable CUDA driver \(cudaGetDeviceCount: cudaErrorInsufficientDriver|this build of loraflow has no CUDA backend)/ },
     { args: ["run", "examples/nope.lf"], pattern: /cannot read examples\/nope\.lf/ },
     { args: ["run", "examples/llama2-7b-4xa6000.lf"], pattern: /format alpaca needs a tokenizer/ },
     { args: ["run", "examples/tiny.lf", "--max-steps", "0"], pattern: /expected a whole number >= 1/ },
@@ -93,6 +97,42 @@ describe("loraflow run", () => {
     const r = loraflow(...args);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(pattern);
+  });
+});
+
+describe("loraflow run --backend", () => {
+  const fakes = path.join(ROOT, process.env["LORAFLOW_NATIVE_BUILD"] ?? "build", "fake");
+  const emulated = { LORAFLOW_CUBLASLT: path.join(fakes, "libcublasLt.so"), LORAFLOW_NCCL: path.join(fakes, "libnccl.so") };
+  const losses = (stdout: string) => stdout.split("\n").filter((l) => /step \d+\/\d+\s+loss/.test(l)).map((l) => l.replace(/\s+lr.*/, ""));
+
+  it("cuda-emulated trains on emulated GPUs (a stage each, talking through the fake NCCL) as the CPU engine does", () => {
+    const gpu = loraflowWith(emulated, "run", "examples/tiny.lf", "--backend", "cuda-emulated", "--max-steps", "2", "-o", "out/emulated");
+    expect(gpu.stderr).toBe("");
+    expect(gpu.code).toBe(0);
+    expect(gpu.stdout).toMatch(/training 2 adapters in fp32 on 2 stages over 2 emulated GPUs \(1f1b\)/);
+    const cpu = loraflow("run", "examples/tiny.lf", "--backend", "cpu", "--max-steps", "2", "-o", "out/cpu");
+    expect(cpu.code).toBe(0);
+    // fp32 on both: every printed loss (4 decimals) is the same.
+    expect(losses(gpu.stdout)).toEqual(losses(cpu.stdout));
+    expect(losses(gpu.stdout)).toHaveLength(4);
+    expect(fs.readdirSync(path.join(work, "out/emulated/adapters")).sort()).toEqual(["count", "motif"]);
+  });
+
+  it("auto trains a plan compiled for the CPU on the CPU engine, and one compiled for GPUs there too when there is no GPU, saying why", () => {
+    const cpu = loraflow("run", "examples/tiny.lf", "--max-steps", "1", "-o", "out/auto");
+    expect(cpu.stderr).toBe("");
+    expect(cpu.stdout).toMatch(/on 2 CPU stage workers/);
+    fs.writeFileSync(path.join(work, "gpu.lf"), fs.readFileSync(path.join(work, "examples/tiny.lf"), "utf8").replace("cluster laptop { gpu cpu  gpus 2 }", "cluster box { gpu H100  gpus 2 }").replaceAll('"data/', '"examples/data/'));
+    const gpu = loraflow("run", "gpu.lf", "--max-steps", "1");
+    expect(gpu.code).toBe(0);
+    expect(gpu.stderr).toMatch(/note: training on the CPU engine: the CUDA backend cannot run here \((no usable CUDA driver|this build of loraflow has no CUDA backend)/);
+    expect(gpu.stdout).toMatch(/on 2 CPU stage workers/);
+  });
+
+  it("cuda-emulated without the fake cuBLASLt says what it looked for", () => {
+    const r = loraflowWith({ LORAFLOW_CUBLASLT: path.join(work, "no-such-libcublasLt.so") }, "run", "examples/tiny.lf", "--backend", "cuda-emulated", "--max-steps", "1");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error LF6011: --backend cuda-emulated: .*cuBLASLt.*no-such-libcublasLt\.so/);
   });
 });
 

@@ -6,6 +6,9 @@
 
 #include "cpu/gemm.h"
 #include "cuda/cuda_device.h"
+#include "cuda/libs/blas.h"
+#include "cuda/libs/comm.h"
+#include "cuda/libs/library.h"
 
 #ifdef LORAFLOW_HAVE_CBLAS
 extern "C" void openblas_set_num_threads(int);
@@ -37,10 +40,24 @@ Napi::Value BenchGemm(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), seconds / static_cast<double>(repeats));
 }
 
-// probeCuda(): {devices: string[], problem: string}: the GPUs cudart sees, or why there are none.
+// probeCuda(): {devices: string[], problem: string, libraries: {cublasLt, nccl}}: the GPUs
+// cudart sees, or why there are none, and where each library loads from ({path}) or why it does
+// not ({problem}, the search report).
 Napi::Value ProbeCuda(const Napi::CallbackInfo& info) {
   const loraflow::cuda::CudaProbe probe = loraflow::cuda::probe_cuda();
   Napi::Object o = Napi::Object::New(info.Env());
+  Napi::Object libraries = Napi::Object::New(info.Env());
+  for (const auto& [key, spec] : {std::make_pair("cublasLt", loraflow::cuda::cublaslt_spec()), std::make_pair("nccl", loraflow::cuda::nccl_spec())}) {
+    Napi::Object l = Napi::Object::New(info.Env());
+    try {
+      const loraflow::cuda::Library lib = loraflow::cuda::open_library(spec);
+      l.Set("path", Napi::String::New(info.Env(), lib.path()));
+    } catch (const std::exception& e) {
+      l.Set("problem", Napi::String::New(info.Env(), e.what()));
+    }
+    libraries.Set(key, l);
+  }
+  o.Set("libraries", libraries);
   Napi::Array devices = Napi::Array::New(info.Env(), probe.devices.size());
   for (uint32_t i = 0; i < probe.devices.size(); i++) devices.Set(i, Napi::String::New(info.Env(), probe.devices[i]));
   o.Set("devices", devices);

@@ -15,8 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "binding/js_args.h"
-#include "binding/program_args.h"
+#include "binding/napi_value.h"
 #include "core/check.h"
 #include "cpu/cpu_backend.h"
 #include "cuda/bf16.h"
@@ -24,6 +23,8 @@
 #include "cuda/cuda_device.h"
 #include "cuda/emu_device.h"
 #include "program/executor.h"
+#include "spec/program_read.h"
+#include "spec/read.h"
 
 namespace loraflow {
 namespace {
@@ -51,48 +52,47 @@ struct GradInput {
   }
 };
 
-GradInput read_input(const Napi::Object& spec) {
+GradInput read_input(spec::Value& spec) {
   GradInput in;
-  in.config = js::llama_config(js::object(spec, "config", "spec"));
+  in.config = spec::llama_config(spec::object(spec, "config", "spec"));
   const LlamaConfig& c = in.config;
 
-  Napi::Object weights = js::object(spec, "weights", "spec");
-  Napi::Array names = weights.GetPropertyNames();
-  for (uint32_t i = 0; i < names.Length(); i++) {
-    std::string name = names.Get(i).As<Napi::String>();
-    in.weights[name] = js::reals(weights.Get(name), -1, "weights." + name);
+  spec::Value& weights = spec::object(spec, "weights", "spec");
+  for (size_t i = 0; i < weights.members().size(); i++) {
+    const std::string name = weights.members()[i].first;
+    in.weights[name] = spec::reals(*weights.find(name), -1, "weights." + name);
   }
 
   // Adapters: per site "LAYER.MODULE" -> { A, B }.
-  Napi::Array adapters = js::array(spec, "adapters", "spec");
-  in.adapters.resize(adapters.Length());
-  for (uint32_t a = 0; a < adapters.Length(); a++) {
+  spec::Value& adapters = spec::array(spec, "adapters", "spec");
+  in.adapters.resize(adapters.size());
+  for (size_t a = 0; a < adapters.size(); a++) {
     const std::string where = "adapters[" + std::to_string(a) + "]";
-    Napi::Object ao = adapters.Get(a).As<Napi::Object>();
+    spec::Value& ao = spec::object_at(adapters, a, where);
     GradInput::Adapter& info = in.adapters[a];
-    info.rank = js::integer(ao, "rank", where);
-    info.scale = js::number(ao, "scale", where);
-    info.dropout = js::number(ao, "dropout", where);
+    info.rank = spec::integer(ao, "rank", where);
+    info.scale = spec::number(ao, "scale", where);
+    info.dropout = spec::number(ao, "dropout", where);
     LF_CHECK(info.rank > 0 && info.dropout >= 0 && info.dropout < 1, where << ": rank must be positive, dropout in [0, 1)");
-    Napi::Object sites = js::object(ao, "sites", where);
-    Napi::Array keys = sites.GetPropertyNames();
-    for (uint32_t k = 0; k < keys.Length(); k++) {
-      std::string key = keys.Get(k).As<Napi::String>();
-      const auto [layer, module] = js::lora_site(key, c, where);
-      Napi::Object so = sites.Get(key).As<Napi::Object>();
+    spec::Value& sites = spec::object(ao, "sites", where);
+    for (size_t k = 0; k < sites.members().size(); k++) {
+      const std::string key = sites.members()[k].first;
+      const auto [layer, module] = spec::lora_site(key, c, where);
+      spec::Value& so = *sites.find(key);
       const int64_t fan_in = module_in(c, module), fan_out = module_out(c, module);
       auto& arrays = info.sites[{layer, module}];
-      arrays[0] = js::reals(js::field(so, "A", where), info.rank * fan_in, where + "." + key + ".A");
-      arrays[1] = js::reals(js::field(so, "B", where), fan_out * info.rank, where + "." + key + ".B");
+      arrays[0] = spec::reals(spec::field(so, "A", where), info.rank * fan_in, where + "." + key + ".A");
+      arrays[1] = spec::reals(spec::field(so, "B", where), fan_out * info.rank, where + "." + key + ".B");
     }
   }
 
-  Napi::Array stage_ranges = js::array(spec, "stages", "spec");
-  LF_CHECK(stage_ranges.Length() > 0, "spec: `stages` is empty");
+  const spec::Value& stage_ranges = spec::array(spec, "stages", "spec");
+  LF_CHECK(stage_ranges.size() > 0, "spec: `stages` is empty");
   int64_t next_block = 0;
-  for (uint32_t s = 0; s < stage_ranges.Length(); s++) {
-    Napi::Array r = stage_ranges.Get(s).As<Napi::Array>();
-    const int64_t b0 = r.Get(0u).As<Napi::Number>().Int64Value(), b1 = r.Get(1u).As<Napi::Number>().Int64Value();
+  for (size_t s = 0; s < stage_ranges.size(); s++) {
+    const spec::Value& r = stage_ranges.at(s);
+    LF_CHECK(r.is_array() && r.size() == 2 && r.at(0).is_number() && r.at(1).is_number(), "stages[" << s << "] must be [first, last)");
+    const int64_t b0 = static_cast<int64_t>(r.at(0).as_number()), b1 = static_cast<int64_t>(r.at(1).as_number());
     LF_CHECK(b0 == next_block && b1 > b0, "stages[" << s << "] does not continue from block " << next_block);
     next_block = b1;
     in.ranges.push_back({b0, b1});
@@ -118,32 +118,32 @@ GradInput read_input(const Napi::Object& spec) {
     }
   }
 
-  Napi::Array mbs = js::array(spec, "microBatches", "spec");
-  in.backward = !spec.Has("backward") || js::boolean(spec, "backward", "spec");
-  for (uint32_t i = 0; i < mbs.Length(); i++) {
+  spec::Value& mbs = spec::array(spec, "microBatches", "spec");
+  in.backward = !spec.has("backward") || spec::boolean(spec, "backward", "spec");
+  for (size_t i = 0; i < mbs.size(); i++) {
     const std::string where = "microBatches[" + std::to_string(i) + "]";
-    Napi::Object mo = mbs.Get(i).As<Napi::Object>();
+    spec::Value& mo = spec::object_at(mbs, i, where);
     MicroBatchRows rows;
-    rows.tokens = js::ints(js::field(mo, "tokens", where), -1, where + ".tokens");
+    rows.tokens = spec::ints(spec::field(mo, "tokens", where), -1, where + ".tokens");
     rows.T = static_cast<int64_t>(rows.tokens.size());
-    rows.targets = js::ints(js::field(mo, "targets", where), rows.T, where + ".targets");
-    rows.seg_start = js::ints(js::field(mo, "segStart", where), rows.T, where + ".segStart");
-    rows.pos = js::ints(js::field(mo, "pos", where), rows.T, where + ".pos");
-    rows.row_keys = js::keys(js::field(mo, "rowKeys", where), rows.T, where + ".rowKeys");
+    rows.targets = spec::ints(spec::field(mo, "targets", where), rows.T, where + ".targets");
+    rows.seg_start = spec::ints(spec::field(mo, "segStart", where), rows.T, where + ".segStart");
+    rows.pos = spec::ints(spec::field(mo, "pos", where), rows.T, where + ".pos");
+    rows.row_keys = spec::keys(spec::field(mo, "rowKeys", where), rows.T, where + ".rowKeys");
     for (int64_t t = 0; t < rows.T; t++) {
       LF_CHECK(rows.tokens[t] >= 0 && rows.tokens[t] < c.vocab, where << ": token " << rows.tokens[t] << " at row " << t << " is outside the vocabulary");
       LF_CHECK(rows.targets[t] == -100 || (rows.targets[t] >= 0 && rows.targets[t] < c.vocab), where << ": target at row " << t << " is outside the vocabulary");
       LF_CHECK(rows.seg_start[t] >= 0 && rows.seg_start[t] <= t, where << ": segStart[" << t << "] must be in [0, " << t << "]");
     }
-    Napi::Array parts = js::array(mo, "parts", where);
+    const spec::Value& parts = spec::array(mo, "parts", where);
     int64_t row = 0;
-    for (uint32_t p = 0; p < parts.Length(); p++) {
-      Napi::Object po = parts.Get(p).As<Napi::Object>();
+    for (size_t p = 0; p < parts.size(); p++) {
+      const spec::Value& po = spec::object_at(parts, p, where + ".parts[" + std::to_string(p) + "]");
       AdapterRows part;
-      part.adapter = static_cast<int>(js::integer(po, "adapter", where));
-      part.row0 = js::integer(po, "row0", where);
-      part.rows = js::integer(po, "rows", where);
-      part.grad_scale = js::number(po, "gradScale", where);
+      part.adapter = static_cast<int>(spec::integer(po, "adapter", where));
+      part.row0 = spec::integer(po, "row0", where);
+      part.rows = spec::integer(po, "rows", where);
+      part.grad_scale = spec::number(po, "gradScale", where);
       LF_CHECK(part.adapter >= 0 && part.adapter < static_cast<int>(in.adapters.size()), where << ": part " << p << " names adapter " << part.adapter);
       LF_CHECK(part.row0 == row && part.rows > 0, where << ": parts must cover the rows in order");
       row += part.rows;
@@ -156,8 +156,8 @@ GradInput read_input(const Napi::Object& spec) {
 }
 
 // The spec's programs for these stages and micro-batches (micro-batch i is phase 0's i).
-ProgramsSpec read_programs(const Napi::Object& spec, const GradInput& in, const js::Units& units) {
-  ProgramsSpec programs = js::programs(js::object(spec, "programs", "spec"), units);
+ProgramsSpec read_programs(const spec::Value& spec, const GradInput& in, const spec::Units& units) {
+  ProgramsSpec programs = spec::programs(spec::object(spec, "programs", "spec"), units);
   LF_CHECK(programs.stages.size() == in.ranges.size() && programs.class_of.size() == 1 && programs.class_of[0].size() == in.batches.size(),
            "spec.programs does not describe these stages and micro-batches");
   for (size_t i = 0; i < in.batches.size(); i++) {
@@ -258,9 +258,9 @@ Napi::Object grad_result(const Napi::Env& env, const GradInput& in, double loss,
 
 // On the CPU backend, in S (double: the gradient checks' precision; float: training's).
 template <typename S>
-Napi::Value run_cpu(const Napi::Env& env, const Napi::Object& spec) {
+Napi::Value run_cpu(const Napi::Env& env, spec::Value& spec) {
   const GradInput in = read_input(spec);
-  ProgramsSpec programs = read_programs(spec, in, js::Units{});
+  ProgramsSpec programs = read_programs(spec, in, spec::Units{});
   std::map<std::string, std::vector<S>> weights;
   for (auto& [name, v] : in.weights) weights[name] = std::vector<S>(v.begin(), v.end());
   std::vector<std::map<std::pair<int64_t, int>, std::array<std::vector<S>, 4>>> state(in.adapters.size());  // A, B, dA, dB
@@ -302,9 +302,9 @@ Napi::Value run_cpu(const Napi::Env& env, const Napi::Object& spec) {
 // On the CUDA backend over the emulated GPU (device "emulated"; the fake cuBLASLt through
 // LORAFLOW_CUBLASLT) or GPU 0 ("gpu"), running the spec's programs in their own dtype: base
 // weights in it, LoRA weights and gradients in fp32.
-Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std::string& device_kind) {
+Napi::Value run_device(const Napi::Env& env, spec::Value& spec, const std::string& device_kind) {
   const GradInput in = read_input(spec);
-  ProgramsSpec programs = read_programs(spec, in, js::Units{1});
+  ProgramsSpec programs = read_programs(spec, in, spec::Units{1});
   std::unique_ptr<cuda::Device> device;
   if (device_kind == "emulated") device = std::make_unique<cuda::EmuDevice>(cuda::EmuDevice::Options{});
   else device = cuda::open_cuda_device(0);
@@ -390,13 +390,13 @@ Napi::Value run_device(const Napi::Env& env, const Napi::Object& spec, const std
 Napi::Value ModelGrad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "modelGrad(spec)");
-  Napi::Object spec = info[0].As<Napi::Object>();
   try {
-    const std::string backend = spec.Has("backend") ? spec.Get("backend").As<Napi::String>().Utf8Value() : "cpu";
+    spec::Value spec = js::to_spec(info[0], "spec");
+    const std::string backend = spec.has("backend") ? spec::text(spec, "backend", "spec") : "cpu";
     if (backend == "cuda-emulated") return run_device(env, spec, "emulated");
     if (backend == "cuda") return run_device(env, spec, "gpu");
     LF_CHECK(backend == "cpu", "backend must be \"cpu\", \"cuda\" or \"cuda-emulated\"");
-    const std::string precision = spec.Has("precision") ? spec.Get("precision").As<Napi::String>().Utf8Value() : "double";
+    const std::string precision = spec.has("precision") ? spec::text(spec, "precision", "spec") : "double";
     if (precision == "float") return run_cpu<float>(env, spec);
     LF_CHECK(precision == "double", "precision must be \"double\" or \"float\"");
     return run_cpu<double>(env, spec);

@@ -9,10 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "binding/js_args.h"
+#include "binding/napi_value.h"
 #include "core/check.h"
 #include "model/lora.h"
 #include "model/ops.h"
+#include "spec/read.h"
 
 namespace loraflow {
 namespace {
@@ -20,23 +21,23 @@ namespace {
 using Vec = std::vector<double>;
 
 struct OpCall {
-  Napi::Object params;
-  Napi::Object inputs;
+  spec::Value params;
+  spec::Value inputs;
   bool backward;
   Vec dout;
 
-  // Parameters and inputs are read with js_args.h's checked readers.
-  int64_t integer(const char* key) const { return js::integer(params, key, "op parameters"); }
-  double number(const char* key) const { return js::number(params, key, "op parameters"); }
-  Vec doubles(const char* key, int64_t expected) const {
-    return js::doubles(js::field(inputs, key, "op inputs"), expected, std::string("op input `") + key + "`");
+  // Parameters and inputs are read with spec/read.h's checked readers.
+  int64_t integer(const char* key) const { return spec::integer(params, key, "op parameters"); }
+  double number(const char* key) const { return spec::number(params, key, "op parameters"); }
+  // An input may be read more than once: each read takes a copy.
+  template <typename T>
+  std::vector<T> input(const char* key, int64_t expected) const {
+    spec::Value copy = spec::field(inputs, key, "op inputs");
+    return spec::typed<T>(copy, expected, std::string("op input `") + key + "`");
   }
-  std::vector<int32_t> ints(const char* key, int64_t expected) const {
-    return js::ints(js::field(inputs, key, "op inputs"), expected, std::string("op input `") + key + "`");
-  }
-  std::vector<uint64_t> keys(const char* key, int64_t expected) const {
-    return js::keys(js::field(inputs, key, "op inputs"), expected, std::string("op input `") + key + "`");
-  }
+  Vec doubles(const char* key, int64_t expected) const { return input<double>(key, expected); }
+  std::vector<int32_t> ints(const char* key, int64_t expected) const { return input<int32_t>(key, expected); }
+  std::vector<uint64_t> keys(const char* key, int64_t expected) const { return input<uint64_t>(key, expected); }
   const double* dy(size_t expected) const {
     LF_CHECK(dout.size() == expected, "dout has " << dout.size() << " elements, expected " << expected);
     return dout.data();
@@ -193,13 +194,13 @@ Napi::Value RunOp(const Napi::CallbackInfo& info) {
   const std::string name = info[0].As<Napi::String>();
   auto it = op_table().find(name);
   if (it == op_table().end()) throw Napi::Error::New(env, "unknown op `" + name + "`");
-  OpCall call{info[1].As<Napi::Object>(), info[2].As<Napi::Object>(), false, {}};
-  if (info.Length() > 3 && info[3].IsTypedArray()) {
-    auto d = info[3].As<Napi::Float64Array>();
-    call.backward = true;
-    call.dout.assign(d.Data(), d.Data() + d.ElementLength());
-  }
   try {
+    OpCall call{js::to_spec(info[1], "op parameters"), js::to_spec(info[2], "op inputs"), false, {}};
+    if (info.Length() > 3 && info[3].IsTypedArray()) {
+      spec::Value d = js::to_spec(info[3], "dout");
+      call.backward = true;
+      call.dout = spec::typed<double>(d, -1, "dout");
+    }
     OpResult result = it->second(call);
     Napi::Object out = Napi::Object::New(env);
     out.Set("out", to_js(env, result.out));

@@ -102,6 +102,7 @@ class CudaDevice final : public Device {
     LF_CUDA(e, "launching " << l.name);
   }
   void* native(Stream& stream) override { return own(stream); }
+  void make_current() override { select(); }
 
  private:
   void select() const { LF_CUDA(cudaSetDevice(ordinal_), "cudaSetDevice(" << ordinal_ << ")"); }

@@ -46,6 +46,12 @@ class Device {
   // Frees what allocate() gave, once all work queued before has run.
   virtual void release(void* p) = 0;
   virtual std::unique_ptr<Stream> create_stream() = 0;
+  // A stream for library work that waits on other ranks (NCCL's sends and receives): it makes
+  // progress without the host asking. Every stream of a GPU does; the emulated device, whose
+  // streams otherwise run only when something needs them, gives this one a thread of its own.
+  virtual std::unique_ptr<Stream> create_comm_stream() { return create_stream(); }
+  // Makes this device current for the calling thread (what cudart and NCCL calls act on).
+  virtual void make_current() {}
   virtual std::unique_ptr<Event> create_event() = 0;
   virtual void copy(void* dst, const void* src, size_t bytes, Stream& stream) = 0;
   virtual void fill(void* dst, uint8_t byte, size_t bytes, Stream& stream) = 0;

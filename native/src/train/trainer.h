@@ -1,10 +1,10 @@
-// trainer.h: executes a compiled plan on CPU threads, one worker per stage, each running its
-// stage's action list exactly as compiled, round after round, phase after phase; each F and B
-// runs the stage's compiled program for the micro-batch's shape (program/executor.h) in the
-// stage's three arenas, allocated once at the planned sizes. Workers talk
-// through the in-process transport (activations forward, gradients back). After its last
-// backward of an adapter's step a stage posts its share of the adapter's squared gradient norm;
-// the STEP waits for every stage's share (the global-norm clip) and then updates.
+// trainer.h: executes a compiled plan, one worker thread per stage, each running its stage's
+// action list exactly as compiled, round after round, phase after phase. What runs an action is
+// the stage's engine (stage_engine.h): the CPU engine (train/cpu_stage.h, the default) or a GPU
+// (cuda/cuda_stage.h); each F and B runs the stage's compiled program for the micro-batch's
+// shape in the engine's memory, and SEND/RECV move activations forward and gradients back.
+// After its last backward of an adapter's step a stage posts its share of the adapter's squared
+// gradient norm; the STEP waits for every stage's share (the global-norm clip) and then updates.
 #pragma once
 #include <array>
 #include <atomic>
@@ -16,13 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "core/arena.h"
-#include "cpu/cpu_backend.h"
 #include "model/llama_config.h"
 #include "model/rows.h"
-#include "program/executor.h"
 #include "program/program.h"
 #include "train/optimizer.h"
+#include "train/stage_engine.h"
 #include "train/transport.h"
 
 namespace loraflow {
@@ -72,7 +70,8 @@ struct PhaseSpec {
   std::vector<std::vector<Action>> actions;      // by stage
 };
 
-// A stage and its compiled programs (plan.json's programs.stages[s], lowered in fp32).
+// A stage and its compiled programs (plan.json's programs.stages[s], lowered for its engine:
+// fp32 in floats for the CPU, the model's dtype in bytes for a GPU).
 struct StageSpec {
   int64_t first_block = 0, last_block = 0;
   bool embedding = false, head = false;
@@ -100,7 +99,7 @@ struct StepEvent {
 struct CheckpointEvent {
   int adapter;
   int64_t step;  // 1-based
-  std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> sites;
+  SiteWeights sites;
 };
 
 struct StageTimes {
@@ -110,7 +109,8 @@ struct StageTimes {
 
 class Trainer {
  public:
-  explicit Trainer(TrainSpec spec);
+  // make_stages builds each stage's engine (the CPU's unless told otherwise).
+  explicit Trainer(TrainSpec spec, const MakeStageEngines& make_stages = {});
   ~Trainer();
 
   // Runs every phase to the end; throws the first stage failure (the others are stopped).
@@ -118,19 +118,15 @@ class Trainer {
   void run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint = {});
 
   // The adapter's LoRA weights now, gathered from the stages: (layer, module) -> (A, B).
-  std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> adapter_weights(int adapter) const;
+  SiteWeights adapter_weights(int adapter) const;
 
   const std::vector<StageTimes>& stage_times() const { return times_; }
   size_t adapter_count() const { return spec_.adapters.size(); }
-  // Heap allocations the stage workers made inside their training loops (-1: not counted in this build).
+  // Heap allocations the stage workers made inside their training loops (-1: not counted, in
+  // this build or by these engines).
   int64_t loop_allocations() const { return loop_allocations_; }
 
  private:
-  struct SiteState {
-    int64_t id;  // layer * kModules + module: the same on any stage split
-    int64_t in, out;
-    float *A, *B, *dA, *dB, *m1, *m2;
-  };
   struct StageState;
 
   void worker(int stage, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
@@ -139,15 +135,14 @@ class Trainer {
   void build_rows(MicroBatchRows& rows, const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const;
 
   TrainSpec spec_;
-  CpuBackend<float> backend_;
   std::vector<std::unique_ptr<StageState>> stages_;
   int64_t loop_allocations_ = 0;
   std::vector<StageTimes> times_;
   std::mutex checkpoint_mu_;
   std::map<std::pair<int, int64_t>, std::pair<int, CheckpointEvent>> checkpoints_;  // (adapter, step) -> (stages in, weights)
-  Rendezvous rendezvous_;  // before the two below, which wait through it
-  InProcessTransport transport_;
+  Rendezvous rendezvous_;  // before the reducer and the engines, which wait through it
   StageReducer reducer_;
+  std::vector<std::unique_ptr<StageEngine>> engines_;  // by stage
 };
 
 }  // namespace loraflow

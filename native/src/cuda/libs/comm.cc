@@ -48,11 +48,14 @@ nccl::UniqueId Nccl::unique_id() const {
 }
 
 Comm::Comm(const Nccl& nccl, int ranks, const nccl::UniqueId& id, int rank, Device& device) : nccl_(nccl), device_(device), rank_(rank) {
-  nccl_.check(nccl_.ncclCommInitRank(&comm_, ranks, id, rank), "ncclCommInitRank");
+  device_.make_current();
+  nccl::Comm c = nullptr;
+  nccl_.check(nccl_.ncclCommInitRank(&c, ranks, id, rank), "ncclCommInitRank");
+  comm_ = c;
 }
 
 Comm::~Comm() {
-  if (comm_) nccl_.ncclCommDestroy(comm_);
+  if (nccl::Comm c = comm_.exchange(nullptr)) nccl_.ncclCommDestroy(c);
 }
 
 void Comm::send(Stream& s, const void* buf, size_t count, CommType type, int peer) {
@@ -65,6 +68,10 @@ void Comm::recv(Stream& s, void* buf, size_t count, CommType type, int peer) {
 
 void Comm::all_reduce_sum(Stream& s, const void* send, void* recv, size_t count, CommType type) {
   nccl_.check(nccl_.ncclAllReduce(send, recv, count, nccl_type(type), nccl::kSum, comm_, device_.native(s)), "ncclAllReduce");
+}
+
+void Comm::abort() {
+  if (nccl::Comm c = comm_.exchange(nullptr)) nccl_.ncclCommAbort(c);
 }
 
 void Comm::group_start() { nccl_.check(nccl_.ncclGroupStart(), "ncclGroupStart"); }

@@ -2,6 +2,7 @@
 // library on GPUs, the project's fake (ranks as threads, each on an emulated device) in CI.
 // One communicator per rank; operations run in the order of the stream they are queued on.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -49,11 +50,14 @@ class Comm {
   // both send and receive).
   void group_start();
   void group_end();
+  // Ends the communicator at once, from any thread: operations of any rank still waiting in it
+  // fail instead of waiting for a peer that stopped (a failed stage). The communicator is gone.
+  void abort();
 
  private:
   const Nccl& nccl_;
   Device& device_;
-  nccl::Comm comm_ = nullptr;
+  std::atomic<nccl::Comm> comm_{nullptr};  // null once aborted
   int rank_;
 };
 

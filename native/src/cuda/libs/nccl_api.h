@@ -35,6 +35,7 @@ using GetVersion = Result (*)(int* version);
 using GetUniqueId = Result (*)(UniqueId* id);
 using CommInitRank = Result (*)(Comm* comm, int nranks, UniqueId id, int rank);
 using CommDestroy = Result (*)(Comm comm);
+using CommAbort = Result (*)(Comm comm);
 using GetErrorString = const char* (*)(Result result);
 using Send = Result (*)(const void* buf, size_t count, int type, int peer, Comm comm, void* stream);
 using Recv = Result (*)(void* buf, size_t count, int type, int peer, Comm comm, void* stream);
@@ -47,6 +48,7 @@ using GroupEnd = Result (*)();
   X(GetUniqueId, ncclGetUniqueId)        \
   X(CommInitRank, ncclCommInitRank)      \
   X(CommDestroy, ncclCommDestroy)        \
+  X(CommAbort, ncclCommAbort)            \
   X(GetErrorString, ncclGetErrorString)  \
   X(Send, ncclSend)                      \
   X(Recv, ncclRecv)                      \
