@@ -59,7 +59,7 @@ export interface RunResult {
 }
 
 /** Each stage's GPU: the plan's (one machine's), or the ones asked for. */
-function stageDevices(plan: Plan, asked: number[] | undefined): number[] {
+export function stageDevices(plan: Plan, asked: number[] | undefined): number[] {
   if (asked !== undefined) {
     if (asked.length !== plan.stages.length || !asked.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new RunError("engineRefused", `devices: ${asked.length} GPU numbers for ${plan.stages.length} stages (one non-negative integer per stage)`);
@@ -72,59 +72,35 @@ function stageDevices(plan: Plan, asked: number[] | undefined): number[] {
 }
 
 /** The programs a GPU runs: the plan's own dtype (bf16 or fp32). */
-function devicePrograms(plan: Plan, phases: Plan["schedule"]["phases"]): Plan["programs"] {
+export function devicePrograms(plan: Plan, phases: Plan["schedule"]["phases"]): Plan["programs"] {
   if (plan.model.dtype === "fp16") throw new RunError("engineRefused", "the CUDA backend trains bf16 and fp32 models; this plan's model is fp16");
   if (phases === plan.schedule.phases) return plan.programs;
   return lowerPlanPrograms({ ...plan, schedule: { ...plan.schedule, phases } });
 }
 
-/** A phase's micro-batches in id order, as the engine indexes them; ids must be 0..n-1, once each. */
-function byId<T extends { id: number; parts: unknown }>(microBatches: readonly T[], phase: number): T["parts"][] {
-  const out = new Array<T["parts"]>(microBatches.length);
-  for (const mb of microBatches) {
-    if (!Number.isInteger(mb.id) || mb.id < 0 || mb.id >= microBatches.length || out[mb.id] !== undefined) {
-      throw new RunError("engineRefused", `plan: the micro-batch ids of phase ${phase} are not 0 to ${microBatches.length - 1} once each`);
-    }
-    out[mb.id] = mb.parts;
-  }
-  return out;
-}
-
-function realPath(p: string): string {
-  try {
-    return fs.realpathSync(p);
-  } catch {
-    return p;
-  }
-}
-
-const warn = (options: RunOptions, code: string, message: string) => options.onWarning?.({ code, message });
-
-
-/**
- * Trains a compiled plan on the CPU engine and writes every adapter in PEFT format (and, every
- * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything the run reads (weights,
- * data, init adapters) is read and checked, its memory counted and its out folders readied
- * before training starts; adapters are written only after it succeeded, each in one step.
- */
-export async function runPlan(plan: Plan, planDir: string, options: RunOptions = {}): Promise<RunResult> {
-  const native = loadNative();
-  const { phases, steps } = truncatePhases(plan, options.maxSteps);
+/** Every adapter's data is in a format the engine reads (before anything slow is checked). */
+export function checkDataFormats(plan: Plan): void {
   for (const a of plan.adapters) {
     if (a.data.format !== "tokens") {
       throw new RunError("unsupportedData", `adapter "${a.name}": format ${a.data.format} needs a tokenizer; \`loraflow run\` reads \`tokens\` data (JSONL of input_ids and labels) today`);
     }
   }
-  // Micro-batch ids first: everything after (the memory count, the engine) indexes by them.
-  const microBatches = phases.map((p, i) => byId(p.microBatches, i));
-  const backend = options.backend ?? "cpu";
-  // The CPU engine holds everything in host memory; a GPU's arenas are the plan's own, which
-  // the compiler fitted to the device.
-  if (backend === "cpu") checkMemory(plan);
-  const devices = backend === "cpu" ? undefined : stageDevices(plan, options.devices);
+}
 
-  // Data and adapters first: they are cheap to check, the base weights are not.
-  const adapters = plan.adapters.map((a, i) => {
+/** The phases as the engine takes them: micro-batches by id, actions as codes. */
+export function enginePhases(phases: Plan["schedule"]["phases"], microBatches: ReturnType<typeof microBatchesById>) {
+  return phases.map((p, i) => ({ rounds: p.rounds, adapters: p.adapters, microBatches: microBatches[i], actions: p.actions.map(actionCodes) }));
+}
+
+/** Every phase's micro-batches by id; ids must be 0..n-1, once each. */
+export function microBatchesById(phases: Plan["schedule"]["phases"]) {
+  return phases.map((p, i) => byId(p.microBatches, i));
+}
+
+/** Each adapter as the engine takes it: its settings, initial LoRA weights and tokenised data in step order. */
+export function engineAdapters(plan: Plan, planDir: string, steps: number[], options: Pick<RunOptions, "onWarning"> = {}) {
+  checkDataFormats(plan);
+  return plan.adapters.map((a, i) => {
     const dataFile = resolveInPlan(planDir, a.data.path);
     const examples = readTokens(dataFile, plan.model.config.vocab);
     const sequences = buildSequences(examples, a.seqLen, a.pack);
@@ -161,6 +137,50 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       },
     };
   });
+}
+
+/** A phase's micro-batches in id order, as the engine indexes them; ids must be 0..n-1, once each. */
+function byId<T extends { id: number; parts: unknown }>(microBatches: readonly T[], phase: number): T["parts"][] {
+  const out = new Array<T["parts"]>(microBatches.length);
+  for (const mb of microBatches) {
+    if (!Number.isInteger(mb.id) || mb.id < 0 || mb.id >= microBatches.length || out[mb.id] !== undefined) {
+      throw new RunError("engineRefused", `plan: the micro-batch ids of phase ${phase} are not 0 to ${microBatches.length - 1} once each`);
+    }
+    out[mb.id] = mb.parts;
+  }
+  return out;
+}
+
+function realPath(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
+const warn = (options: Pick<RunOptions, "onWarning">, code: string, message: string) => options.onWarning?.({ code, message });
+
+/**
+ * Trains a compiled plan on the CPU engine (or on GPUs: options.backend) and writes every adapter in PEFT format (and, every
+ * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything the run reads (weights,
+ * data, init adapters) is read and checked, its memory counted and its out folders readied
+ * before training starts; adapters are written only after it succeeded, each in one step.
+ */
+export async function runPlan(plan: Plan, planDir: string, options: RunOptions = {}): Promise<RunResult> {
+  const native = loadNative();
+  const { phases, steps } = truncatePhases(plan, options.maxSteps);
+  checkDataFormats(plan);
+  // Micro-batch ids first: everything after (the memory count, the engine) indexes by them.
+  const microBatches = microBatchesById(phases);
+  const backend = options.backend ?? "cpu";
+  // The CPU engine holds everything in host memory; a GPU's arenas are the plan's own, which
+  // the compiler fitted to the device.
+  if (backend === "cpu") checkMemory(plan);
+  const devices = backend === "cpu" ? undefined : stageDevices(plan, options.devices);
+
+  // Data and adapters first: they are cheap to check, the base weights are not.
+  const adapters = engineAdapters(plan, planDir, steps, options);
 
   // Out folders before the weights: an out that cannot be written fails before the slow part.
   const save = options.save !== false;
@@ -197,12 +217,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         ...(devices === undefined ? {} : { backend, devices: Int32Array.from(devices) }),
         weights: Object.fromEntries(weights),
         adapters,
-        phases: phases.map((p, i) => ({
-          rounds: p.rounds,
-          adapters: p.adapters,
-          microBatches: microBatches[i],
-          actions: p.actions.map(actionCodes),
-        })),
+        phases: enginePhases(phases, microBatches),
         blasThreads: options.threads ?? 1,
       },
       guarded((e) => {

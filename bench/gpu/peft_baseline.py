@@ -35,6 +35,12 @@ def main():
     with torch.device("cuda"):
         base = LlamaForCausalLM(config).to(torch.bfloat16)
     base.config.use_cache = False
+    # Model FLOPs per token, as loraflow_engine_run counts them: every GEMM weight (the layers'
+    # and the head's) forward (2 per weight) and for the input gradient (2 more; the frozen base
+    # gets no weight gradient), and causal attention, 2 * seq * hidden per layer forward and
+    # twice that backward. LoRA's own FLOPs (under 1% at rank 16) are left out on both sides.
+    linear = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
+    flops_per_token = 4 * linear + 6 * config.num_hidden_layers * SEQ * config.hidden_size
     tokens = torch.randint(0, config.vocab_size, (ACCUM * MICRO, SEQ), device="cuda")
     per_adapter = []
     model = base
@@ -62,16 +68,13 @@ def main():
         per_adapter.append(sum(times) / len(times))
     tokens_per_step = ACCUM * MICRO * SEQ
     seconds = sum(per_adapter)
-    # Model FLOPs of LoRA training: forward 2 * N + backward's input gradient 2 * N per token
-    # for the frozen base (no weight gradient), plus attention; LoRA's own are negligible.
-    n_params = sum(p.numel() for p in base.parameters())
-    flops = ADAPTERS * tokens_per_step * (4 * n_params + 4 * config.num_hidden_layers * SEQ * config.hidden_size)
+    flops = ADAPTERS * tokens_per_step * flops_per_token
     rate = gemm_rate()
     print(json.dumps({
         "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0),
         "adapters": ADAPTERS, "tokens_per_step": tokens_per_step, "seconds_per_step": per_adapter,
         "tokens_per_second": ADAPTERS * tokens_per_step / seconds,
-        "model_flops_per_second": flops / seconds, "gemm_bf16_flops_per_second": rate,
+        "flops_per_token": flops_per_token, "model_flops_per_second": flops / seconds, "gemm_bf16_flops_per_second": rate,
         "fraction_of_gemm_rate": flops / seconds / rate,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
     }))

@@ -4,6 +4,7 @@ import { formatDiagnostics, readPlan, type Plan } from "../../compiler/index.js"
 import { formatBytes } from "../../dsl/index.js";
 import { RunError } from "../../runtime/errors.js";
 import { loadNative } from "../../runtime/native.js";
+import { writeEngineRun } from "../../runtime/engine-run.js";
 import { runPlan } from "../../runtime/run.js";
 import { print, printError } from "../output.js";
 import { readTextOrReport } from "../read-text.js";
@@ -11,6 +12,7 @@ import { compileToDir } from "./compile.js";
 
 export interface RunFlags {
   backend: string;
+  engineRun?: string;
   maxSteps?: number;
   threads?: number;
   out?: string;
@@ -60,6 +62,29 @@ function chooseBackend(flag: string, plan: Plan): { backend: Backend; note?: str
   return { problem: `--backend ${flag}: ${problem}` };
 }
 
+/** A RunError is printed with its code (exit status 1); anything else is a bug, and propagates. */
+function exitWith(e: unknown): number {
+  if (!(e instanceof RunError)) throw e;
+  printError(`loraflow: error ${e.code}: ${e.message}\n`);
+  return 1;
+}
+
+/** `run --engine-run FILE`: everything the run would train, written for the standalone driver instead. */
+function writeRunFileCommand(plan: Plan, dir: string, flags: RunFlags): number {
+  const file = flags.engineRun!;
+  try {
+    const bytes = writeEngineRun(plan, dir, file, {
+      ...(flags.backend !== "auto" && { backend: flags.backend as Backend }),
+      ...(flags.maxSteps !== undefined && { maxSteps: flags.maxSteps }),
+      onWarning: (w) => printError(`loraflow: warning ${w.code}: ${w.message}\n`),
+    });
+    print(`wrote ${shown(file)} (${formatBytes(bytes)}): train it with build/loraflow_engine_run ${shown(file)}\n`);
+    return 0;
+  } catch (e) {
+    return exitWith(e);
+  }
+}
+
 /** `loraflow run JOB.lf|PLAN_DIR`: compiles first when given a job, then trains and saves. */
 export async function runCommand(target: string, flags: RunFlags): Promise<number> {
   let plan: Plan | undefined;
@@ -73,11 +98,9 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
     dir = compiled?.dir ?? "";
   }
   if (!plan) return 1;
+  if (flags.engineRun !== undefined) return writeRunFileCommand(plan, dir, flags);
   const chosen = chooseBackend(flags.backend, plan);
-  if ("problem" in chosen) {
-    printError(`loraflow: error ${new RunError("backendUnavailable", chosen.problem).code}: ${chosen.problem}\n`);
-    return 1;
-  }
+  if ("problem" in chosen) return exitWith(new RunError("backendUnavailable", chosen.problem));
   if (chosen.note !== undefined) printError(`loraflow: note: ${chosen.note}\n`);
   const width = Math.max(...plan.adapters.map((a) => a.name.length));
   const adapters = `${plan.adapters.length} adapter${plan.adapters.length === 1 ? "" : "s"}`;
@@ -112,10 +135,6 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
     for (const a of result.adapters) print(`wrote ${shown(a.out)} (${a.steps} steps, last loss ${a.loss.toFixed(4)})\n`);
     return 0;
   } catch (e) {
-    if (e instanceof RunError) {
-      printError(`loraflow: error ${e.code}: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
+    return exitWith(e);
   }
 }

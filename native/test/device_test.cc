@@ -139,11 +139,12 @@ Outcome comm_stream_runs_on_its_own() {
   auto s = device.create_comm_stream();
   auto* a = static_cast<float*>(device.allocate(sizeof(float)));
   const float one = 1.0f;
-  volatile float out = 0.0f;
+  float out = 0.0f;
   device.copy(a, &one, sizeof one, *s);
-  device.copy(const_cast<float*>(&out), a, sizeof(float), *s);
-  for (int i = 0; i < 500 && out != 1.0f; i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  const bool ran = out == 1.0f;
+  device.copy(&out, a, sizeof(float), *s);
+  bool ran = false;
+  for (int i = 0; i < 500 && !(ran = device.query(*s)); i++) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ran = ran && out == 1.0f;
   device.synchronize(*s);
   device.release(a);
   return {ran, ran ? "its copies ran before anyone synchronized it" : "nothing ran in 5 s"};

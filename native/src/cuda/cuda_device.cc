@@ -95,6 +95,13 @@ class CudaDevice final : public Device {
     select();
     LF_CUDA(cudaStreamSynchronize(own(stream)), "a kernel or copy on the stream");
   }
+  bool query(Stream& stream) override {
+    select();
+    const cudaError_t e = cudaStreamQuery(own(stream));
+    if (e == cudaErrorNotReady) return false;
+    LF_CUDA(e, "a kernel or copy on the stream");
+    return true;
+  }
   void launch(const Launch& l, Stream& stream) override {
     select();
     LF_CHECK(l.on_gpu != nullptr, name_ << ": kernel " << l.name << " has no GPU build");

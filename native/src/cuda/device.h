@@ -61,6 +61,8 @@ class Device {
   virtual void wait(Stream& stream, Event& event) = 0;
   // Returns when all work queued on `stream` has run; reports the first error of that work.
   virtual void synchronize(Stream& stream) = 0;
+  // Whether all work queued on `stream` has run, without waiting or running any (cudaStreamQuery).
+  virtual bool query(Stream& stream) = 0;
   virtual void launch(const Launch& launch, Stream& stream) = 0;
   // What libraries take as the stream: a cudaStream_t, or an lf_emu_stream* (emu_abi.h).
   virtual void* native(Stream& stream) = 0;

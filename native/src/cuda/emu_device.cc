@@ -282,6 +282,13 @@ void EmuDevice::synchronize(Stream& stream) {
   drive(s, until);
 }
 
+bool EmuDevice::query(Stream& stream) {
+  EmuStream& s = own(stream);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.error.empty()) throw EngineError(s.error);
+  return s.done == s.queued;
+}
+
 void EmuDevice::launch(const Launch& l, Stream& stream) {
   std::lock_guard<std::mutex> lock(mu_);
   EmuStream& s = own(stream);

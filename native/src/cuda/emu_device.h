@@ -47,6 +47,7 @@ class EmuDevice final : public Device {
   void record(Event& event, Stream& stream) override;
   void wait(Stream& stream, Event& event) override;
   void synchronize(Stream& stream) override;
+  bool query(Stream& stream) override;
   void launch(const Launch& launch, Stream& stream) override;
   void* native(Stream& stream) override;
 
