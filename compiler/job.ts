@@ -7,7 +7,7 @@ export type Spans = Readonly<Record<string, Span>>;
 export type Dtype = "bf16" | "fp16" | "fp32";
 export type DataFormat = "alpaca" | "completion" | "chat" | "tokens";
 export type ScheduleName = "gpipe" | "1f1b" | "batch" | "mlora" | "auto";
-export type LrSchedule = "constant" | "linear" | "cosine";
+export type LrSchedule = "constant" | "constant_with_warmup" | "linear" | "cosine";
 
 /** The architecture of a Llama-family model, in Hugging Face LlamaConfig's terms. */
 export interface LlamaArch {

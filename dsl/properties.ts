@@ -21,7 +21,8 @@ export type BodySpec = Readonly<Record<string, PropertySpec>>;
 export const DTYPES = ["bf16", "fp16", "fp32"] as const;
 export const DATA_FORMATS = ["alpaca", "completion", "chat", "tokens"] as const;
 export const SCHEDULES = ["gpipe", "1f1b", "batch", "mlora", "auto"] as const;
-export const LR_SCHEDULES = ["constant", "linear", "cosine"] as const;
+/** Hugging Face `get_scheduler` names: `constant` ignores warm-up, `constant_with_warmup` does not. */
+export const LR_SCHEDULES = ["constant", "constant_with_warmup", "linear", "cosine"] as const;
 export const OPTIMIZERS = ["adamw", "sgd"] as const;
 export const LINKS = ["pcie", "nvlink", "shm"] as const;
 export const ARCHS = ["llama"] as const;
@@ -33,7 +34,7 @@ const optimizerBody: BodySpec = {
   eps: { args: ["number"], doc: "AdamW epsilon" },
   momentum: { args: ["number"], doc: "SGD momentum" },
   warmup: { args: ["int"], doc: "linear warm-up steps" },
-  schedule: { args: ["word"], choices: LR_SCHEDULES, doc: "learning-rate schedule after warm-up" },
+  schedule: { args: ["word"], choices: LR_SCHEDULES, doc: "learning-rate schedule, as Hugging Face's get_scheduler: constant (warm-up ignored), constant_with_warmup, linear, cosine" },
   min_lr: { args: ["number"], doc: "the rate linear and cosine schedules decay to (default 0)" },
   clip: { args: ["number"], doc: "clip the adapter's global gradient norm to this (0: off)" },
 };

@@ -40,7 +40,7 @@ export const OptimizerSchema = z.object({
   eps: finite,
   momentum: finite,
   warmup: count,
-  schedule: z.enum(["constant", "linear", "cosine"]),
+  schedule: z.enum(["constant", "constant_with_warmup", "linear", "cosine"]),
   minLr: finite,
   clip: finite,
 });

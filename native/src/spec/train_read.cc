@@ -26,8 +26,11 @@ OptimizerConfig read_optimizer(const Value& o, const std::string& w) {
   opt.momentum = number(o, "momentum", w);
   opt.warmup = integer(o, "warmup", w);
   const std::string& schedule = text(o, "schedule", w);
-  LF_CHECK(schedule == "constant" || schedule == "linear" || schedule == "cosine", w << ": unknown schedule " << schedule);
-  opt.schedule = schedule == "constant" ? OptimizerConfig::kConstant : schedule == "linear" ? OptimizerConfig::kLinear : OptimizerConfig::kCosine;
+  if (schedule == "constant") opt.schedule = OptimizerConfig::kConstant;
+  else if (schedule == "constant_with_warmup") opt.schedule = OptimizerConfig::kConstantWithWarmup;
+  else if (schedule == "linear") opt.schedule = OptimizerConfig::kLinear;
+  else if (schedule == "cosine") opt.schedule = OptimizerConfig::kCosine;
+  else LF_CHECK(false, w << ": unknown schedule " << schedule);
   opt.min_lr = number(o, "minLr", w);
   opt.clip = number(o, "clip", w);
   return opt;

@@ -14,16 +14,19 @@ struct OptimizerConfig {
   enum Kind { kAdamW, kSgd } kind = kAdamW;
   double lr = 5e-5, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, momentum = 0;
   int64_t warmup = 0;
-  enum Schedule { kConstant, kLinear, kCosine } schedule = kLinear;
+  enum Schedule { kConstant, kConstantWithWarmup, kLinear, kCosine } schedule = kLinear;
   double min_lr = 0;
   double clip = 1.0;  // 0: no clipping
 };
 
-// The learning rate of 0-based step k of `total`: linear warm-up from 0, then constant, linear or
-// cosine decay from lr to min_lr.
+// The learning rate of 0-based step k of `total`, as transformers' get_scheduler: `constant` is
+// lr throughout (its warm-up is ignored, as HF's get_constant_schedule does); the others warm up
+// linearly from 0 over `warmup` steps, then stay at lr or decay linearly or by a half cosine to
+// min_lr.
 inline double learning_rate(const OptimizerConfig& o, int64_t k, int64_t total) {
-  if (k < o.warmup) return o.lr * static_cast<double>(k) / static_cast<double>(std::max<int64_t>(1, o.warmup));
   if (o.schedule == OptimizerConfig::kConstant) return o.lr;
+  if (k < o.warmup) return o.lr * static_cast<double>(k) / static_cast<double>(std::max<int64_t>(1, o.warmup));
+  if (o.schedule == OptimizerConfig::kConstantWithWarmup) return o.lr;
   const double span = static_cast<double>(std::max<int64_t>(1, total - o.warmup));
   const double progress = static_cast<double>(k - o.warmup) / span;
   double factor;
