@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { PASS_NAMES, VERSION } from "../compiler/index.js";
 import { compileCommand, type CompileFlags } from "./commands/compile.js";
+import { dataCommand, type DataFlags } from "./commands/data.js";
 import { evalCommand, type EvalFlags } from "./commands/eval.js";
 import { runCommand, type RunFlags } from "./commands/run.js";
 import { guardOutput, printError } from "./output.js";
@@ -54,6 +55,17 @@ export function main(argv: string[]): void {
     .option("--engine-run <file>", "write what the run would train to FILE, for the standalone driver (build/loraflow_engine_run), instead of training")
     .action(async (target: string, flags: RunFlags) => {
       process.exitCode = await runCommand(target, flags);
+    });
+
+  program
+    .command("data")
+    .description("each adapter's examples exactly as training sees them (templated, tokenized, truncated, before packing), and a summary")
+    .argument("<job-or-plan>", "a job file (.lf) or a folder holding plan.json")
+    .option("--adapter <name>", "only this adapter")
+    .option("-o, --out <path>", "write the examples as `tokens` JSONL: a file for one adapter, a folder of NAME.jsonl for several")
+    .option("--show <n>", "print the first n training examples of each adapter, decoded, with the trained spans marked", wholeNumber(1))
+    .action((target: string, flags: DataFlags) => {
+      process.exitCode = dataCommand(target, flags);
     });
 
   program

@@ -16,16 +16,19 @@ export interface ResolvedModel {
   dtype: Dtype;
   /** Absolute path of the Hugging Face folder, when the model has one. */
   folder: string | null;
+  /** Absolute path of the folder holding tokenizer.json: the `tokenizer` given, else the model folder. */
+  tokenizer: string | null;
   weights: WeightsInfo | null;
   /** Seed of the random weights when there is no folder. */
   seed: number;
 }
 
-export interface ResolvedAdapter extends AdapterSpec {
-  data: string;
+export interface ResolvedAdapter extends Omit<AdapterSpec, "data"> {
+  /** null: planned without data (LF3011), which `run` refuses. */
+  data: string | null;
   /** Targets expanded to module names, in the model's order. */
   modules: TargetModule[];
-  /** Non-blank lines of the data file. */
+  /** Non-blank lines of the data file (0 without one). */
   examples: number;
   steps: number;
   microBatchesPerStep: number;

@@ -32,6 +32,8 @@ export interface ModelSpec {
   spans: Spans;
   /** Absolute path of the `from` folder. */
   from?: string;
+  /** Absolute path of the tokenizer's folder, when given apart from `from`. */
+  tokenizer?: string;
   /** Architecture values written in the job itself. */
   inline: Partial<LlamaArch>;
   dtype?: Dtype;
@@ -67,6 +69,10 @@ export interface AdapterSpec {
   /** Absolute path; absent when the job forgot it (already reported). */
   data?: string;
   format: DataFormat;
+  /** Fraction of examples held out for evaluation, and how often (in steps; 0: at the end). */
+  evalSplit: number;
+  evalEvery: number;
+  skipBadLines: boolean;
   seqLen: number;
   /** Pack consecutive examples into each sequence (else one example per sequence, padded). */
   pack: boolean;

@@ -57,6 +57,8 @@ export const Diagnostics = {
   noWeights: { code: "LF3007", severity: "warning", title: "a `from` folder without weights: the plan compiles, `run` will refuse it" },
   dataMissing: { code: "LF3008", severity: "error", title: "an adapter's data file does not exist or is empty" },
   initInvalid: { code: "LF3009", severity: "error", title: "an `init` adapter folder missing or unlike the adapter it starts" },
+  noTokenizer: { code: "LF3010", severity: "warning", title: "text data without a tokenizer.json to read it: the plan compiles, `run` will refuse it" },
+  noData: { code: "LF3011", severity: "warning", title: "an adapter with `steps` but no `data`: the plan compiles, `run` will refuse it" },
 
   planInvalid: { code: "LF4001", severity: "error", title: "the verifier found a broken plan (an internal error: please report it)" },
   doesNotFit: { code: "LF4002", severity: "error", title: "a stage whose peak memory exceeds its device's" },
@@ -74,10 +76,12 @@ export const Diagnostics = {
   tooLarge: { code: "LF6007", severity: "error", title: "a run that needs more memory than the machine has" },
   engineRefused: { code: "LF6008", severity: "error", title: "the engine refused what it was given, or found its stages waiting on each other" },
   noTokens: { code: "LF6009", severity: "error", title: "nothing to evaluate: no counted token" },
-  unsupportedData: { code: "LF6010", severity: "error", title: "a data format this command does not read yet" },
+  tokenizerInvalid: { code: "LF6012", severity: "error", title: "a tokenizer folder missing, unreadable or unlike the model" },
   backendUnavailable: { code: "LF6011", severity: "error", title: "a backend that cannot run here: no GPU driver, fewer GPUs than the plan uses, or no cuBLASLt or NCCL" },
   examplesTruncated: { code: "LF6101", severity: "warning", title: "examples longer than seq_len, cut to fit" },
   leftoverRemoved: { code: "LF6102", severity: "warning", title: "a folder left by a run that did not finish, removed" },
+  examplesDropped: { code: "LF6103", severity: "warning", title: "examples with no counted token (after truncation), left out" },
+  linesSkipped: { code: "LF6104", severity: "warning", title: "bad data lines skipped (`skip_bad_lines true`)" },
 } as const satisfies Record<string, DiagnosticKind>;
 
 export type DiagnosticName = keyof typeof Diagnostics;

@@ -42,7 +42,8 @@ const optimizerBody: BodySpec = {
 /** Every block kind and its properties: the language's vocabulary lives here, not in the grammar. */
 export const BLOCKS: Readonly<Record<BlockKind, BodySpec>> = {
   model: {
-    from: { args: ["text"], doc: "a Hugging Face model folder (config.json, *.safetensors)" },
+    from: { args: ["text"], doc: "a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)" },
+    tokenizer: { args: ["text"], doc: "a folder with tokenizer.json and tokenizer_config.json (default: the `from` folder)" },
     arch: { args: ["word"], choices: ARCHS, doc: "architecture family" },
     layers: { args: ["int"], doc: "decoder layers" },
     hidden: { args: ["int"], doc: "hidden size" },
@@ -67,6 +68,9 @@ export const BLOCKS: Readonly<Record<BlockKind, BodySpec>> = {
     data: { args: ["text"], doc: "a JSONL training file" },
     format: { args: ["word"], choices: DATA_FORMATS, doc: "data line format" },
     seq_len: { args: ["int"], doc: "tokens per sequence" },
+    eval_split: { args: ["number"], doc: "the fraction of examples held out for evaluation (default 0)" },
+    eval_every: { args: ["int"], doc: "evaluate the held-out examples every this many steps (default: at the end only)" },
+    skip_bad_lines: { args: ["bool"], doc: "skip and count bad data lines instead of refusing the file" },
     pack: { args: ["bool"], doc: "pack consecutive examples into each sequence (default: one example per sequence, padded)" },
     batch: { args: ["int"], doc: "sequences per optimizer step" },
     micro_batch: { args: ["int"], doc: "sequences per micro-batch" },

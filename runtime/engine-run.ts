@@ -4,7 +4,7 @@ import { RunError } from "./errors.js";
 import { truncatePhases } from "./lower-plan.js";
 import { cpuPrograms } from "./memory-need.js";
 import { tempName } from "./output/owned.js";
-import { checkDataFormats, devicePrograms, engineAdapters, enginePhases, microBatchesById, stageDevices, type RunOptions } from "./run.js";
+import { checkData, devicePrograms, engineAdapters, enginePhases, microBatchesById, stageDevices, type RunOptions } from "./run.js";
 import { loadBaseWeights } from "./weights/base-weights.js";
 
 /**
@@ -93,7 +93,7 @@ export function writeRunFile(file: string, spec: Record<string, unknown>): numbe
  */
 export function writeEngineRun(plan: Plan, planDir: string, file: string, options: EngineRunOptions = {}): number {
   const { phases, steps } = truncatePhases(plan, options.maxSteps);
-  checkDataFormats(plan);
+  checkData(plan, planDir);
   const microBatches = microBatchesById(phases);
   // A fresh adapter goes as its seed (the driver draws it as initLora does): a 7B model's four
   // rank-16 adapters would otherwise be most of the file.

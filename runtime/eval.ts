@@ -1,6 +1,6 @@
 import type { Plan } from "../compiler/index.js";
 import { buildSequences } from "./data/sequences.js";
-import { readTokens } from "./data/tokens.js";
+import { adapterDataFile, adapterDataset } from "./data/adapter-data.js";
 import { RunError } from "./errors.js";
 import { loadNative } from "./native.js";
 import { checkMemory } from "./memory-need.js";
@@ -29,11 +29,16 @@ export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
   const native = loadNative();
   const adapter = plan.adapters[0];
   if (!adapter) throw new RunError("dataInvalid", "plan has no adapter naming the data to evaluate");
-  if (adapter.data.format !== "tokens") throw new RunError("unsupportedData", `format ${adapter.data.format} needs a tokenizer; \`loraflow eval\` reads \`tokens\` data today`);
-  const dataFile = resolveInPlan(planDir, adapter.data.path);
-  const examples = readTokens(dataFile, plan.model.config.vocab);
-  const s = buildSequences(examples, adapter.seqLen, true);
-  if (!s.targets.some((t) => t >= 0)) throw new RunError("noTokens", `${dataFile}: no example has a counted label (every label is -100, or every example is one token long): there is nothing to evaluate`);
+  const dataFile = adapterDataFile(planDir, adapter);
+  let data;
+  try {
+    data = adapterDataset(plan, planDir, adapter);
+  } catch (e) {
+    if (e instanceof RunError && e.kind === "dataInvalid" && /has a counted token/.test(e.message)) throw new RunError("noTokens", `${e.message}: there is nothing to evaluate`);
+    throw e;
+  }
+  const s = buildSequences(data.train, adapter.seqLen, true);
+  if (!s.targets.some((t) => t >= 0)) throw new RunError("noTokens", `${dataFile}: no example has a counted label: there is nothing to evaluate`);
   checkMemory(plan);
   const weights = loadBaseWeights(plan, planDir);
   const sites = adapter.init === null ? {} : loadLora(resolveInPlan(planDir, adapter.init), plan, adapter);
@@ -69,5 +74,5 @@ export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
   }).loss;
   const loss = sum / tokens;
   if (!Number.isFinite(loss)) throw new RunError("diverged", `the loss is ${loss}: the model's weights${adapter.init === null ? "" : " or the adapter's"} give non-finite logits`);
-  return { loss, tokens, truncated: s.truncated };
+  return { loss, tokens, truncated: data.stats.truncated };
 }

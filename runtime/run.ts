@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import { lowerPlanPrograms, type Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
-import { readTokens } from "./data/tokens.js";
+import { adapterDataFile, adapterDataset, planTokenizer } from "./data/adapter-data.js";
 import { RunError } from "./errors.js";
 import { actionCodes, truncatePhases } from "./lower-plan.js";
 import { checkMemory, cpuPrograms } from "./memory-need.js";
@@ -78,14 +78,13 @@ export function devicePrograms(plan: Plan, phases: Plan["schedule"]["phases"]): 
   return lowerPlanPrograms({ ...plan, schedule: { ...plan.schedule, phases } });
 }
 
-/** Every adapter's data is in a format the engine reads (before anything slow is checked). */
-export function checkDataFormats(plan: Plan): void {
-  for (const a of plan.adapters) {
-    if (a.data.format !== "tokens") {
-      throw new RunError("unsupportedData", `adapter "${a.name}": format ${a.data.format} needs a tokenizer; \`loraflow run\` reads \`tokens\` data (JSONL of input_ids and labels) today`);
-    }
-  }
+/** Every adapter has data, and text data a tokenizer (before anything slow is checked). */
+export function checkData(plan: Plan, planDir: string): void {
+  for (const a of plan.adapters) adapterDataFile(planDir, a);
+  if (plan.adapters.some((a) => a.data.format !== "tokens")) planTokenizer(plan, planDir);
 }
+
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 /** The phases as the engine takes them: micro-batches by id, actions as codes. */
 export function enginePhases(phases: Plan["schedule"]["phases"], microBatches: ReturnType<typeof microBatchesById>) {
@@ -99,17 +98,17 @@ export function microBatchesById(phases: Plan["schedule"]["phases"]) {
 
 /** Each adapter as the engine takes it: its settings, initial LoRA weights and tokenised data in step order. */
 export function engineAdapters(plan: Plan, planDir: string, steps: number[], options: Pick<RunOptions, "onWarning"> = {}) {
-  checkDataFormats(plan);
+  checkData(plan, planDir);
   return plan.adapters.map((a, i) => {
-    const dataFile = resolveInPlan(planDir, a.data.path);
-    const examples = readTokens(dataFile, plan.model.config.vocab);
-    const sequences = buildSequences(examples, a.seqLen, a.pack);
-    if (sequences.truncated > 0) {
-      warn(options, "LF6101", `adapter "${a.name}": ${sequences.truncated} example${sequences.truncated === 1 ? " is" : "s are"} longer than seq_len ${a.seqLen} and ${sequences.truncated === 1 ? "was" : "were"} cut to fit (${dataFile})`);
+    const dataFile = adapterDataFile(planDir, a);
+    const data = adapterDataset(plan, planDir, a);
+    const { truncated, dropped, skipped } = data.stats;
+    if (truncated > 0) {
+      warn(options, "LF6101", `adapter "${a.name}": ${plural(truncated, "example is", "examples are")} longer than seq_len ${a.seqLen} and ${truncated === 1 ? "was" : "were"} cut to fit, keeping the start (${dataFile})`);
     }
-    if (!sequences.targets.some((t) => t >= 0)) {
-      throw new RunError("dataInvalid", `${dataFile}: no example has a counted label (every label is -100, or every example is one token long): adapter "${a.name}" would learn nothing`);
-    }
+    if (dropped > 0) warn(options, "LF6103", `adapter "${a.name}": ${plural(dropped, "example has", "examples have")} no counted token${truncated > 0 ? " once cut to seq_len" : ""} and ${dropped === 1 ? "was" : "were"} left out (${dataFile})`);
+    if (skipped > 0) warn(options, "LF6104", `adapter "${a.name}": ${plural(skipped, "bad line was", "bad lines were")} skipped: ${data.skippedExamples.join("; ")}${skipped > data.skippedExamples.length ? "; ..." : ""}`);
+    const sequences = buildSequences(data.train, a.seqLen, a.pack);
     const { order, stepTokens } = stepOrder(sequences, steps[i]!, a.batch, a.seed);
     const sites = a.init === null ? initLora(plan, a) : loadLora(resolveInPlan(planDir, a.init), plan, a);
     return {
@@ -170,7 +169,7 @@ const warn = (options: Pick<RunOptions, "onWarning">, code: string, message: str
 export async function runPlan(plan: Plan, planDir: string, options: RunOptions = {}): Promise<RunResult> {
   const native = loadNative();
   const { phases, steps } = truncatePhases(plan, options.maxSteps);
-  checkDataFormats(plan);
+  checkData(plan, planDir);
   // Micro-batch ids first: everything after (the memory count, the engine) indexes by them.
   const microBatches = microBatchesById(phases);
   const backend = options.backend ?? "cpu";

@@ -18,7 +18,8 @@ export interface RunFlags {
   out?: string;
 }
 
-function loadPlanDir(dir: string): Plan | undefined {
+/** A plan folder's plan.json, read and checked; undefined after printing why not. */
+export function loadPlanDir(dir: string): Plan | undefined {
   const file = path.join(dir, "plan.json");
   const text = readTextOrReport(file);
   if (text === undefined) return undefined;

@@ -52,6 +52,8 @@ function checkModel(block: BlockAst, ctx: PassContext): ModelSpec {
   const spec: ModelSpec = { name: block.name?.text ?? "model", span: block.kindSpan, spans: v.spans, inline, seed: v.ranged("seed", 0, where, { min: 0, max: 2 ** 32 - 1 }) };
   const from = v.text("from");
   if (from !== undefined) spec.from = path.resolve(ctx.baseDir, from);
+  const tokenizer = v.text("tokenizer");
+  if (tokenizer !== undefined) spec.tokenizer = path.resolve(ctx.baseDir, tokenizer);
   const dtype = v.text("dtype");
   if (dtype !== undefined) spec.dtype = dtype as Dtype;
   if (from === undefined) {
@@ -133,7 +135,8 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
   else if (v.has("epochs")) length = { epochs: v.ranged("epochs", 1, where, { min: 1 }) };
 
   const data = v.text("data");
-  if (data === undefined) ctx.report("missingProperty", `${where} needs \`data "FILE.jsonl"\``, block.kindSpan);
+  // Without data a job can still be planned, when its length is given in steps (LF3011 later).
+  if (data === undefined && !v.has("steps")) ctx.report("missingProperty", `${where} needs \`data "FILE.jsonl"\` (or \`steps\`, to plan without data)`, block.kindSpan);
   const spec: AdapterSpec = {
     name,
     index,
@@ -151,6 +154,9 @@ function checkAdapter(block: BlockAst, index: number, ctx: PassContext): Adapter
           { name: "v_proj", span: block.kindSpan },
         ],
     format: (v.text("format") ?? "alpaca") as DataFormat,
+    evalSplit: v.ranged("eval_split", 0, where, { min: 0, max: 1, exclusiveMax: true }),
+    evalEvery: v.ranged("eval_every", 0, where, { min: 0 }),
+    skipBadLines: v.bool("skip_bad_lines") ?? false,
     seqLen: v.ranged("seq_len", 512, where, { min: 1 }),
     pack: v.bool("pack") ?? false,
     batch,

@@ -22,6 +22,17 @@ function countExamples(adapter: AdapterSpec & { data: string }, ctx: PassContext
   return lines;
 }
 
+/** Text formats are tokenized with the tokenizer.json of the model (or `tokenizer`) folder: a folder without one plans, `run` refuses it. */
+function checkTokenizer(adapter: AdapterSpec, model: ResolvedModel, ctx: PassContext): void {
+  const at = adapter.spans["format"] ?? adapter.span;
+  const where = `adapter "${adapter.name}": format ${adapter.format} is tokenized with a tokenizer.json`;
+  // An inline model is for planning (and random-weight runs of `tokens` data): `run` says what
+  // it lacks if asked to read text with it.
+  if (model.tokenizer !== null && ctx.host.kind(path.join(model.tokenizer, "tokenizer.json")) !== "file") {
+    ctx.report("noTokenizer", `${where}, which ${ctx.display(model.tokenizer)} lacks; the plan compiles, \`loraflow run\` needs it`, at);
+  }
+}
+
 /** An `init` adapter must be a PEFT LoRA folder whose rank matches and whose modules we train. */
 function checkInit(adapter: AdapterSpec, modules: TargetModule[] | undefined, arch: LlamaArch | undefined, ctx: PassContext): void {
   if (adapter.init === undefined) return;
@@ -102,10 +113,17 @@ export const resolveAdapters: Pass = {
     const resolved: ResolvedAdapter[] = [];
     let complete = true;
     for (const adapter of ir.job!.adapters) {
-      const examples = adapter.data === undefined ? undefined : countExamples({ ...adapter, data: adapter.data }, ctx);
+      let examples: number | undefined;
+      if (adapter.data !== undefined) examples = countExamples({ ...adapter, data: adapter.data }, ctx);
+      // Without data and without steps the adapter was refused (LF2005): its length is unknown.
+      else if ("steps" in adapter.length) {
+        examples = 0;
+        ctx.report("noData", `adapter "${adapter.name}" has no \`data\`: the plan compiles for planning, but \`loraflow run\` needs a data file`, adapter.span);
+      }
+      if (adapter.data !== undefined && adapter.format !== "tokens" && ir.model) checkTokenizer(adapter, ir.model, ctx);
       const modules = ir.model ? expandTargets(adapter, ir.model, ctx) : undefined;
       checkInit(adapter, modules, ir.model?.arch, ctx);
-      if (!ir.model || !modules || examples === undefined || adapter.data === undefined) {
+      if (!ir.model || !modules || examples === undefined) {
         complete = false;
         continue;
       }
@@ -128,7 +146,7 @@ export const resolveAdapters: Pass = {
       const steps = "steps" in adapter.length ? adapter.length.steps : Math.ceil((examples * adapter.length.epochs) / adapter.batch);
       resolved.push({
         ...adapter,
-        data: adapter.data,
+        data: adapter.data ?? null,
         seqLen,
         modules,
         examples,

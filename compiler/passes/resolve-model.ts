@@ -115,6 +115,7 @@ export const resolveModel: Pass = {
       arch: resolved.arch,
       dtype: resolved.dtype ?? "bf16",
       folder: model.from ?? null,
+      tokenizer: model.tokenizer ?? model.from ?? null,
       weights: model.from === undefined ? null : resolveWeights(model, resolved.arch, ctx),
       seed: model.seed,
     };

@@ -45,6 +45,8 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       parameters: parameterCount(model.arch),
       seed: model.seed,
       folder: model.folder === null ? null : planPath(planDir, model.folder, "inputs/model", links),
+      tokenizer:
+        model.tokenizer === null ? null : model.tokenizer === model.folder ? (model.folder === null ? null : planPath(planDir, model.folder, "inputs/model", [])) : planPath(planDir, model.tokenizer, "inputs/tokenizer", links),
       weights: model.weights,
     },
     adapters: adapters.map((a) => ({
@@ -55,7 +57,14 @@ export function buildPlan(ir: Required<Pick<Ir, "model" | "adapters" | "stages" 
       dropout: a.dropout,
       rslora: a.rslora,
       targets: a.modules.map((m) => m.name),
-      data: { path: planPath(planDir, a.data, `inputs/${a.name}/${path.basename(a.data)}`, links), format: a.format, examples: a.examples },
+      data: {
+        path: a.data === null ? null : planPath(planDir, a.data, `inputs/${a.name}/${path.basename(a.data)}`, links),
+        format: a.format,
+        examples: a.examples,
+        evalSplit: a.evalSplit,
+        evalEvery: a.evalEvery,
+        skipBadLines: a.skipBadLines,
+      },
       seqLen: a.seqLen,
       pack: a.pack,
       batch: a.batch,

@@ -130,7 +130,11 @@ function adapterProblems(plan: Plan): string[] {
   const within = (inner: string, outer: string) => outer === "." || inner === outer || inner.startsWith(outer + "/");
   const inputs = [
     ...(plan.model.folder === null ? [] : [{ path: plan.model.folder, what: "the model folder", owner: -1 }]),
-    ...plan.adapters.flatMap((a, i) => [{ path: a.data.path, what: `adapter ${i}'s data`, owner: -1 }, ...(a.init === null ? [] : [{ path: a.init, what: `adapter ${i}'s init`, owner: i }])]),
+    ...(plan.model.tokenizer === null ? [] : [{ path: plan.model.tokenizer, what: "the tokenizer folder", owner: -1 }]),
+    ...plan.adapters.flatMap((a, i) => [
+      ...(a.data.path === null ? [] : [{ path: a.data.path, what: `adapter ${i}'s data`, owner: -1 }]),
+      ...(a.init === null ? [] : [{ path: a.init, what: `adapter ${i}'s init`, owner: i }]),
+    ]),
   ];
   plan.adapters.forEach((a, i) => {
     const at = `adapters.${i}.out`;

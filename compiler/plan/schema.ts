@@ -3,7 +3,7 @@ import { ARCH_LIMITS } from "../models/llama.js";
 import { ProgramsSchema } from "../programs/schema.js";
 import { planPathProblem } from "./paths.js";
 
-export const PLAN_FORMAT = "loraflow.plan/2";
+export const PLAN_FORMAT = "loraflow.plan/3";
 export const SUMMARY_FORMAT = "loraflow.summary/1";
 
 /** Counts are bounded like the job language bounds them: no plan asks for unbounded work. */
@@ -53,7 +53,14 @@ export const AdapterSchema = z.object({
   dropout: finite.refine((x) => x >= 0 && x < 1, "must be in [0, 1)"),
   rslora: z.boolean(),
   targets: z.array(z.enum(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])).min(1),
-  data: z.object({ path: relPath, format: z.enum(["alpaca", "completion", "chat", "tokens"]), examples: count }),
+  data: z.object({
+    path: relPath.nullable().describe("the JSONL file, relative to the plan's folder; null: planned without data, which run refuses"),
+    format: z.enum(["alpaca", "completion", "chat", "tokens"]),
+    examples: count,
+    evalSplit: finite.refine((x) => x >= 0 && x < 1, "must be in [0, 1)").describe("fraction of examples held out for evaluation"),
+    evalEvery: count.describe("evaluate the held-out examples every this many steps (0: at the end only)"),
+    skipBadLines: z.boolean(),
+  }),
   seqLen: bounded(ARCH_LIMITS.maxSeq),
   pack: z.boolean(),
   batch: bounded(1 << 16),
@@ -102,6 +109,7 @@ export const PlanSchema = z.object({
     parameters: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
     seed: z.number().int().nonnegative().max(2 ** 32 - 1),
     folder: relPath.nullable(),
+    tokenizer: relPath.nullable().describe("the folder holding tokenizer.json (text data formats)"),
     weights: z
       .object({ format: z.literal("safetensors"), index: relPath.nullable(), files: z.array(relPath).min(1), dtypes: z.array(z.string()) })
       .nullable(),

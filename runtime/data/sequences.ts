@@ -1,5 +1,5 @@
 import { permutation, randomFor } from "../random.js";
-import type { Example } from "./tokens.js";
+import type { Example } from "./examples.js";
 
 /**
  * Training sequences of exactly seq_len rows, as the engine reads them (all [N, L], row-major).

@@ -36,7 +36,7 @@ describe("loraflow compile", () => {
     // tiny.lf asks for 1f1b; the summary says what would be faster.
     expect(r.stdout).toMatch(/weighed 5 schedules \(--compare lists them\); the fastest other, \S+, would take 0\.\d\dx the time \(`schedule auto` picks the fastest\)/);
     const plan = JSON.parse(fs.readFileSync(path.join(work, "out/tiny/plan.json"), "utf8"));
-    expect(plan.format).toBe("loraflow.plan/2");
+    expect(plan.format).toBe("loraflow.plan/3");
     // Data outside the plan's folder is reached through a link the compile made inside it.
     expect(plan.adapters[0].data.path).toBe("inputs/count/count.jsonl");
     expect(fs.readlinkSync(path.join(work, "out/tiny/inputs/count/count.jsonl"))).toBe("../../../../examples/data/count.jsonl");

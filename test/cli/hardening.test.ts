@@ -270,7 +270,7 @@ describe("6, 8: what a run finds too late, or trains into nonsense", () => {
   it("data with no counted token is refused by run and by eval", () => {
     const dir = workspace(`model m { from "model" }\n${ADAPTER()}`);
     fs.writeFileSync(path.join(dir, "data.jsonl"), '{"input_ids": [1, 2, 3], "labels": [-100, -100, -100]}\n');
-    refusal(loraflow(dir, "run", "job.lf"), "LF6001", /no example has a counted label/);
+    refusal(loraflow(dir, "run", "job.lf"), "LF6001", /data\.jsonl: none of its 1 examples has a counted token; 1 left nothing to train on/);
     const r = loraflow(dir, "eval", "--model", "model", "--data", "data.jsonl", "--json");
     refusal(r, "LF6009", /nothing to evaluate/);
     expect(r.stdout).toBe("");
@@ -299,9 +299,24 @@ describe("6, 8: what a run finds too late, or trains into nonsense", () => {
     covered.add("LF6101");
   });
 
-  it("an unknown format is refused before anything is read", () => {
+  it("text data without a tokenizer is refused before anything is read", () => {
     const dir = workspace(`${MODEL}\nadapter a { data "data.jsonl" format alpaca }`);
-    refusal(loraflow(dir, "run", "job.lf"), "LF6010", /format alpaca needs a tokenizer/);
+    refusal(loraflow(dir, "run", "job.lf"), "LF6012", /needs a tokenizer, and the model has none/);
+    // A model folder without tokenizer.json: a warning at compile, a refusal at run.
+    const folder = workspace(`model m { from "model" }\nadapter a { data "data.jsonl" format chat steps 1 }`);
+    expect(loraflow(folder, "compile", "job.lf").stderr).toMatch(/warning LF3010: adapter "a": format chat is tokenized with a tokenizer.json, which model lacks/);
+    refusal(loraflow(folder, "run", "out/job"), "LF6012", /model\/tokenizer\.json: does not exist/);
+  });
+
+  it("examples with no counted token are dropped, and bad lines skipped, with warnings", () => {
+    const dir = workspace(`${MODEL}\n${ADAPTER("skip_bad_lines true")}`);
+    fs.appendFileSync(path.join(dir, "data.jsonl"), '{"input_ids": [1, 2], "labels": [1, -100]}\nnot json\n{"input_ids": "x"}\n');
+    const r = loraflow(dir, "run", "job.lf");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning LF6103: adapter "a": 1 example has no counted token and was left out/);
+    expect(r.stderr).toMatch(/warning LF6104: adapter "a": 2 bad lines were skipped: .*data\.jsonl:14: not valid JSON .*; .*data\.jsonl:15: `input_ids` is the string "x", not an array/);
+    covered.add("LF6103");
+    covered.add("LF6104");
   });
 
   it("a backend that cannot run here is refused, saying why, before training", () => {

@@ -91,7 +91,7 @@ describe("loraflow run", () => {
   it.each([
     { args: ["run", "examples/tiny.lf", "--backend", "cuda"], pattern: /error LF6011: --backend cuda: (no usable CUDA driver \(cudaGetDeviceCount: cudaErrorInsufficientDriver|this build of loraflow has no CUDA backend)/ },
     { args: ["run", "examples/nope.lf"], pattern: /cannot read examples\/nope\.lf/ },
-    { args: ["run", "examples/llama2-7b-4xa6000.lf"], pattern: /format alpaca needs a tokenizer/ },
+    { args: ["run", "examples/llama2-7b-4xa6000.lf"], pattern: /error LF6012: text data \(alpaca, completion, chat\) needs a tokenizer, and the model has none/ },
     { args: ["run", "examples/tiny.lf", "--max-steps", "0"], pattern: /expected a whole number >= 1/ },
   ])("refuses $args with a clear message", ({ args, pattern }) => {
     const r = loraflow(...args);

@@ -10,7 +10,7 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(fixture, { recursive: true, force: true }));
 
-const job = (folder: string, extra = "") => `model m { from "${folder}" ${extra} }\nadapter a { data "data/b.jsonl"  batch 4  epochs 2  targets all  rank 4 }`;
+const job = (folder: string, extra = "") => `model m { from "${folder}" ${extra} }\nadapter a { data "data/b.jsonl"  format tokens  batch 4  epochs 2  targets all  rank 4 }`;
 
 describe("Hugging Face model folders", () => {
   it.each([

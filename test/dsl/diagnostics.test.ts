@@ -34,7 +34,7 @@ const CASES: { name: string; source: string | string[] }[] = [
   { name: "LF2011-too-many-stages", source: `${TINY_MODEL}\n${adapter("rank 4")}\ncluster c { gpu A6000  gpus 4 }\nplan { stages 8 }` },
   { name: "LF2011-stages-over-layers", source: `${TINY_MODEL}\n${adapter("rank 4")}\ncluster c { gpu A6000  gpus 8 }\nplan { stages 5 }` },
   { name: "LF2012-seq-len-too-long", source: `${TINY_MODEL}\n${adapter("seq_len 4096")}` },
-  { name: "LF2013-unsupported-arch", source: [`model m { from "models/gpt2" }\n${adapter("rank 4")}`, `model n { layers 2 hidden 16 heads 2 head_dim 7 ffn 32 vocab 64 }\n${adapter("rank 4")}`] },
+  { name: "LF2013-unsupported-arch", source: [`model m { from "models/gpt2" }\n${adapter("rank 4  format tokens")}`, `model n { layers 2 hidden 16 heads 2 head_dim 7 ffn 32 vocab 64 }\n${adapter("rank 4  format tokens")}`] },
   { name: "LF2014-optimizer-property", source: `${TINY_MODEL}\n${adapter("optimizer sgd { lr 0.1  betas 0.9 0.99 }")}\n${adapter("optimizer adamw { momentum 0.9 }  out \"x\"", "b")}` },
   { name: "LF2015-shared-output", source: `${TINY_MODEL}\n${adapter("out \"shared\"")}\n${adapter("out \"./shared/\"", "b")}` },
   { name: "LF2018-fuse-ignored", source: `${TINY_MODEL}\n${adapter("fuse pair")}\n${adapter("fuse pair  out \"b\"", "b")}\nplan { schedule batch }` },
@@ -42,11 +42,13 @@ const CASES: { name: string; source: string | string[] }[] = [
   { name: "LF3001-model-folder-missing", source: [`model m { from "models/nope" }\n${adapter("rank 4")}`, `model n { from "models/not-a-folder" }\n${adapter("rank 4")}`] },
   { name: "LF3002-config-unreadable", source: [`model m { from "models/bad-json" }\n${adapter("rank 4")}`, `model n { from "data" }\n${adapter("rank 4")}`] },
   { name: "LF3003-config-invalid", source: `model m { from "models/no-layers" }\n${adapter("rank 4")}` },
-  { name: "LF3004-weights-unreadable", source: [`model m { from "models/truncated" }\n${adapter("rank 4")}`, `model n { from "models/bad-index" }\n${adapter("rank 4")}`] },
-  { name: "LF3005-weights-mismatch", source: [`model m { from "models/bad-shape" }\n${adapter("rank 4")}`, `model n { from "models/missing-tensor" }\n${adapter("rank 4")}`, `model o { from "models/int8" }\n${adapter("rank 4")}`] },
-  { name: "LF3006-inline-conflicts-config", source: `model m { from "models/tiny"  layers 4  heads 4  tie_embeddings true }\n${adapter("rank 4")}` },
-  { name: "LF3007-no-weights", source: `model m { from "models/config-only" }\n${adapter("rank 4")}` },
+  { name: "LF3004-weights-unreadable", source: [`model m { from "models/truncated" }\n${adapter("rank 4  format tokens")}`, `model n { from "models/bad-index" }\n${adapter("rank 4  format tokens")}`] },
+  { name: "LF3005-weights-mismatch", source: [`model m { from "models/bad-shape" }\n${adapter("rank 4  format tokens")}`, `model n { from "models/missing-tensor" }\n${adapter("rank 4  format tokens")}`, `model o { from "models/int8" }\n${adapter("rank 4  format tokens")}`] },
+  { name: "LF3006-inline-conflicts-config", source: `model m { from "models/tiny"  layers 4  heads 4  tie_embeddings true }\n${adapter("rank 4  format tokens")}` },
+  { name: "LF3007-no-weights", source: `model m { from "models/config-only" }\n${adapter("rank 4  format tokens")}` },
   { name: "LF3008-data-missing", source: `${TINY_MODEL}\nadapter a { data "data/nope.jsonl" }\nadapter b { data "data/empty.jsonl" }\nadapter c { data "data" }` },
+  { name: "LF3010-no-tokenizer", source: `model m { from "models/tiny" }\n${adapter("rank 4  format chat")}` },
+  { name: "LF3011-no-data", source: `${TINY_MODEL}\nadapter planned { rank 4  steps 100 }\nadapter b { rank 4  epochs 2 }` },
   { name: "LF3009-init-invalid", source: `${TINY_MODEL}\n${adapter("rank 8  init \"adapters/r4\"")}\n${adapter("init \"adapters/nope\"", "b")}\n${adapter("init \"adapters/broken\"", "c")}` },
   {
     name: "LF4002-does-not-fit",
@@ -57,7 +59,7 @@ const CASES: { name: string; source: string | string[] }[] = [
 /** Cases that need more than a job file: the internal verifier and plan files read back. */
 const PLAN_CASES: { name: string; text: string }[] = [
   { name: "LF5001-plan-unreadable", text: '{ "format": "loraflow.plan/1", ' },
-  { name: "LF5002-plan-schema", text: JSON.stringify({ format: "loraflow.plan/2", compiler: { name: "loraflow", version: "0.1.0" }, adapters: [] }) },
+  { name: "LF5002-plan-schema", text: JSON.stringify({ format: "loraflow.plan/3", compiler: { name: "loraflow", version: "0.1.0" }, adapters: [] }) },
   { name: "LF5003-plan-version", text: JSON.stringify({ format: "loraflow.plan/9" }) },
 ];
 
