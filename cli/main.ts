@@ -52,6 +52,7 @@ export function main(argv: string[]): void {
     .addOption(new Option("--backend <name>", "where to train: auto picks the GPUs where it can run the plan there").choices(["auto", "cpu", "cuda", "cuda-emulated"]).default("auto"))
     .option("--max-steps <n>", "stop every adapter after n optimizer steps", wholeNumber(1))
     .option("--threads <n>", "BLAS threads per stage worker", wholeNumber(1))
+    .option("--resume", "continue from the run's latest saved state (PLAN_DIR/resume), to the same bits as a run never stopped")
     .option("--engine-run <file>", "write what the run would train to FILE, for the standalone driver (build/loraflow_engine_run), instead of training")
     .action(async (target: string, flags: RunFlags) => {
       process.exitCode = await runCommand(target, flags);

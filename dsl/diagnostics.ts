@@ -76,6 +76,7 @@ export const Diagnostics = {
   tooLarge: { code: "LF6007", severity: "error", title: "a run that needs more memory than the machine has" },
   engineRefused: { code: "LF6008", severity: "error", title: "the engine refused what it was given, or found its stages waiting on each other" },
   noTokens: { code: "LF6009", severity: "error", title: "nothing to evaluate: no counted token" },
+  resumeInvalid: { code: "LF6013", severity: "error", title: "nothing to resume, or a checkpoint of another plan, step limit or data" },
   tokenizerInvalid: { code: "LF6012", severity: "error", title: "a tokenizer folder missing, unreadable or unlike the model" },
   backendUnavailable: { code: "LF6011", severity: "error", title: "a backend that cannot run here: no GPU driver, fewer GPUs than the plan uses, or no cuBLASLt or NCCL" },
   examplesTruncated: { code: "LF6101", severity: "warning", title: "examples longer than seq_len, cut to fit" },

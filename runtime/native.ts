@@ -24,8 +24,11 @@ export interface NativeEngine {
   benchGemm(M: number, N: number, K: number, repeats: number, threads: number): number;
   /** Swaps two paths in one step (renameat2 RENAME_EXCHANGE); throws with `code` (EINVAL, ENOSYS ...) where it cannot. */
   exchangePaths(a: string, b: string): void;
-  /** Trains a lowered plan on one thread per stage; resolves with the trained adapters. */
-  train(spec: unknown, onStep: (event: StepEvent) => void, onCheckpoint: (event: CheckpointEvent) => void): Promise<TrainResult>;
+  /**
+   * Trains a lowered plan on one thread per stage; resolves with the trained adapters. Setting
+   * `stopFlag[0]` to 1 ends the run after the round in flight, with a snapshot of its state.
+   */
+  train(spec: unknown, onStep: (event: StepEvent) => void, onCheckpoint: (event: CheckpointEvent) => void, onSnapshot: (event: SnapshotEvent) => void, stopFlag?: Int32Array): Promise<TrainResult>;
 }
 
 export interface StepEvent {
@@ -37,10 +40,22 @@ export interface StepEvent {
   tokens: number;
 }
 
+/** An adapter after a step: every save_every steps and after its last. */
 export interface CheckpointEvent {
   adapter: number;
   step: number;
   sites: Record<string, { A: Float32Array; B: Float32Array }>;
+  moments: Record<string, Float32Array>;
+}
+
+/** The whole run's state after a round: per adapter its steps, weights and optimizer moments. */
+export interface SnapshotEvent {
+  roundsDone: number;
+  /** The run stops after this round (a stop was asked for). */
+  stopped: boolean;
+  steps: number[];
+  adapters: Record<string, { A: Float32Array; B: Float32Array }>[];
+  moments: Record<string, Float32Array>[];
 }
 
 export interface TrainResult {
@@ -49,6 +64,9 @@ export interface TrainResult {
   stages: { busySeconds: number; waitSeconds: number; weightBytes: number; adapterBytes: number; activationBytes: number }[];
   /** Heap allocations the stage workers made inside the training loop: 0, or -1 where the build cannot count them (sanitized). */
   loopAllocations: number;
+  /** Rounds done when the run was stopped; -1 when it ran to its end. */
+  stoppedAfter: number;
+  totalRounds: number;
 }
 
 let cached: NativeEngine | undefined;

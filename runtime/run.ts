@@ -1,6 +1,9 @@
 import * as fs from "node:fs";
 import { lowerPlanPrograms, type Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
+import * as path from "node:path";
+import { encodeOptimizerState, type SiteMoments } from "./checkpoint/optimizer-state.js";
+import { readResumeState, runIdentity, trainerState, writeResumeState, type ResumeState } from "./checkpoint/resume-state.js";
 import { adapterDataFile, adapterDataset, planTokenizer } from "./data/adapter-data.js";
 import { RunError } from "./errors.js";
 import { actionCodes, truncatePhases } from "./lower-plan.js";
@@ -35,6 +38,12 @@ export interface RunOptions {
   onStep?: (report: StepReport) => void;
   /** A checkpoint was written (its folder, which moves into the out folder when the run ends). */
   onCheckpoint?: (adapter: string, step: number, dir: string) => void;
+  /** The run's state was written after a round: what `resume` continues from. */
+  onSaved?: (state: { dir: string; roundsDone: number; totalRounds: number }) => void;
+  /** Continue from the latest state the plan's folder holds (PLAN_DIR/resume), to the same bits as a run never stopped. */
+  resume?: boolean;
+  /** Aborted: the run finishes the round in flight, saves its state and resolves with `stopped`. */
+  stop?: AbortSignal;
   /** Warnings: examples cut to seq_len, leftovers of a stopped run put right, a checkpoint that failed. */
   onWarning?: (notice: RunNotice) => void;
   /** Write the trained adapters (default true). */
@@ -51,6 +60,10 @@ export interface RunOptions {
 
 export interface RunResult {
   adapters: { name: string; out: string; steps: number; loss: number; sites: LoraSites }[];
+  /** Where a stopped run's state is (undefined when it could not be written), after how many of its rounds. */
+  stopped?: { roundsDone: number; totalRounds: number; state: string | undefined };
+  /** The state a resumed run started from. */
+  resumedFrom?: { dir: string; roundsDone: number };
   stages: TrainResult["stages"];
   /** Heap allocations inside the engine's training loop: 0 (-1 where the build cannot count them). */
   loopAllocations: number;
@@ -96,8 +109,23 @@ export function microBatchesById(phases: Plan["schedule"]["phases"]) {
   return phases.map((p, i) => byId(p.microBatches, i));
 }
 
-/** Each adapter as the engine takes it: its settings, initial LoRA weights and tokenised data in step order. */
-export function engineAdapters(plan: Plan, planDir: string, steps: number[], options: Pick<RunOptions, "onWarning"> = {}) {
+/** The files a run's data is made from: a resumed run must find them as they were. */
+export function runInputs(plan: Plan, planDir: string): string[] {
+  const files = plan.adapters.map((a) => adapterDataFile(planDir, a));
+  if (plan.adapters.some((a) => a.data.format !== "tokens") && plan.model.tokenizer !== null) {
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) {
+      const file = path.join(resolveInPlan(planDir, plan.model.tokenizer), f);
+      if (fs.existsSync(file)) files.push(file);
+    }
+  }
+  return [...new Set(files)];
+}
+
+/**
+ * Each adapter as the engine takes it: its settings, initial LoRA weights and tokenised data in
+ * step order; resuming, the weights, optimizer moments and steps done of the state it resumes.
+ */
+export function engineAdapters(plan: Plan, planDir: string, steps: number[], options: Pick<RunOptions, "onWarning"> = {}, resume?: ResumeState) {
   checkData(plan, planDir);
   return plan.adapters.map((a, i) => {
     const dataFile = adapterDataFile(planDir, a);
@@ -110,7 +138,8 @@ export function engineAdapters(plan: Plan, planDir: string, steps: number[], opt
     if (skipped > 0) warn(options, "LF6104", `adapter "${a.name}": ${plural(skipped, "bad line was", "bad lines were")} skipped: ${data.skippedExamples.join("; ")}${skipped > data.skippedExamples.length ? "; ..." : ""}`);
     const sequences = buildSequences(data.train, a.seqLen, a.pack);
     const { order, stepTokens } = stepOrder(sequences, steps[i]!, a.batch, a.seed);
-    const sites = a.init === null ? initLora(plan, a) : loadLora(resolveInPlan(planDir, a.init), plan, a);
+    const sites = resume !== undefined ? resume.weights[i]! : a.init === null ? initLora(plan, a) : loadLora(resolveInPlan(planDir, a.init), plan, a);
+    const moments: SiteMoments | undefined = resume?.moments[i];
     return {
       name: a.name,
       rank: a.rank,
@@ -124,6 +153,7 @@ export function engineAdapters(plan: Plan, planDir: string, steps: number[], opt
       microBatch: a.microBatch,
       optimizer: a.optimizer,
       sites,
+      ...(resume !== undefined && { stepsDone: resume.steps[i]!, moments }),
       data: {
         sequences: sequences.count,
         seqLen: sequences.seqLen,
@@ -161,10 +191,12 @@ function realPath(p: string): string {
 const warn = (options: Pick<RunOptions, "onWarning">, code: string, message: string) => options.onWarning?.({ code, message });
 
 /**
- * Trains a compiled plan on the CPU engine (or on GPUs: options.backend) and writes every adapter in PEFT format (and, every
- * `save_every` steps, a checkpoint into OUT/checkpoint-STEP). Everything the run reads (weights,
- * data, init adapters) is read and checked, its memory counted and its out folders readied
- * before training starts; adapters are written only after it succeeded, each in one step.
+ * Trains a compiled plan on the CPU engine (or on GPUs: options.backend) and writes every adapter
+ * in PEFT format. Every `save_every` steps (and when stopped) the run's state goes to
+ * PLAN_DIR/resume, and each adapter due a checkpoint gets OUT/checkpoint-STEP (its PEFT files,
+ * optimizer state and trainer_state.json). Everything the run reads (weights, data, init
+ * adapters, the state it resumes) is read and checked, its memory counted and its out folders
+ * readied before training starts; adapters are written only after it succeeded, each in one step.
  */
 export async function runPlan(plan: Plan, planDir: string, options: RunOptions = {}): Promise<RunResult> {
   const native = loadNative();
@@ -178,14 +210,26 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
   if (backend === "cpu") checkMemory(plan);
   const devices = backend === "cpu" ? undefined : stageDevices(plan, options.devices);
 
+  // What a state of this run is recognised by, and the state to resume.
+  const identity = runIdentity(plan, planDir, options.maxSteps, runInputs(plan, planDir));
+  const resume = options.resume ? readResumeState(planDir, plan, identity) : undefined;
+
   // Data and adapters first: they are cheap to check, the base weights are not.
-  const adapters = engineAdapters(plan, planDir, steps, options);
+  const adapters = engineAdapters(plan, planDir, steps, options, resume);
 
   // Out folders before the weights: an out that cannot be written fails before the slow part.
   const save = options.save !== false;
   const outputs = save ? plan.adapters.map((a) => new AdapterOutput(a.name, resolveInPlan(planDir, a.out))) : [];
   try {
-    for (const o of outputs) for (const note of o.prepare()) warn(options, "LF6102", note);
+    outputs.forEach((o, i) => {
+      const every = plan.adapters[i]!.saveEvery;
+      const done = resume?.steps[i] ?? 0;
+      const adopt = resume === undefined ? undefined : {
+        required: every > 0 ? Array.from({ length: Math.floor(done / every) }, (_, k) => (k + 1) * every).concat(done === steps[i] && done % every !== 0 ? [done] : []) : [],
+        allowed: (k: number) => every > 0 && (k % every === 0 || k === steps[i]),
+      };
+      for (const note of o.prepare(adopt === undefined ? {} : { adopt })) warn(options, "LF6102", note);
+    });
   } catch (e) {
     outputs.forEach((o) => o.abandon());
     throw e;
@@ -193,9 +237,17 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
 
   // adapter_config.json names the model folder itself, not the link the plan reaches it by.
   const baseModel = plan.model.folder === null ? plan.model.name : realPath(resolveInPlan(planDir, plan.model.folder));
+  const sequences = adapters.map((a) => a.data.sequences);
   let result: TrainResult;
   let tokens = 0;
+  let lastState: string | undefined;
   const lastLoss = new Array<number>(plan.adapters.length).fill(NaN);
+  // Every step's figures, appended at full precision (a resumed run goes on appending).
+  const metrics = save ? fs.openSync(path.join(planDir, "metrics.jsonl"), "a") : undefined;
+  const stopFlag = new Int32Array(1);
+  const onStop = () => (stopFlag[0] = 1);
+  if (options.stop?.aborted) onStop();
+  options.stop?.addEventListener("abort", onStop, { once: true });
   const started = performance.now();
   try {
     const weights = loadBaseWeights(plan, planDir);
@@ -217,11 +269,17 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         weights: Object.fromEntries(weights),
         adapters,
         phases: enginePhases(phases, microBatches),
+        ...(resume !== undefined && { startRound: resume.roundsDone }),
         blasThreads: options.threads ?? 1,
       },
       guarded((e) => {
         tokens += e.tokens;
         lastLoss[e.adapter] = e.loss;
+        if (metrics !== undefined) {
+          const a = plan.adapters[e.adapter]!;
+          const row = { adapter: a.name, step: e.step, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens: a.batch * a.seqLen, counted_tokens: e.tokens, seconds: (performance.now() - started) / 1000 };
+          fs.writeSync(metrics, JSON.stringify(row) + "\n");
+        }
         options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
       }),
       (c) => {
@@ -230,13 +288,28 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         // A checkpoint that cannot be written is reported; training and the final save go on.
         let dir: string;
         try {
-          dir = outputs[c.adapter]!.writeCheckpoint(c.step, encodeAdapter(a, c.sites, baseModel));
+          dir = outputs[c.adapter]!.writeCheckpoint(c.step, {
+            ...encodeAdapter(a, c.sites, baseModel),
+            optimizer: encodeOptimizerState(a, c.sites, c.moments, c.step),
+            trainerState: trainerState(a, c.step, sequences[c.adapter]!),
+          });
         } catch (e) {
           warn(options, "LF6005", `adapter "${a.name}": checkpoint ${c.step} was not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
           return;
         }
         guarded((at: string) => options.onCheckpoint?.(a.name, c.step, at))(dir);
       },
+      (snap) => {
+        if (!save) return;
+        try {
+          lastState = writeResumeState(planDir, plan, identity, { roundsDone: snap.roundsDone, steps: snap.steps, weights: snap.adapters, moments: snap.moments }, baseModel, sequences);
+        } catch (e) {
+          warn(options, "LF6005", `the run's state after round ${snap.roundsDone} was not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); a resumed run would start from the one before`);
+          return;
+        }
+        guarded(options.onSaved ?? (() => {}))({ dir: lastState, roundsDone: snap.roundsDone, totalRounds: totalRounds(phases) });
+      },
+      stopFlag,
     );
     // The engine settles its promise only after every progress and checkpoint call was delivered.
     if (callbackError !== undefined) {
@@ -244,15 +317,27 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     }
   } catch (e) {
     const kept = outputs.map((o) => o.abandon()).filter((d): d is string => d !== undefined);
-    const note = kept.length > 0 ? `; this run's checkpoints are in ${kept.join(", ")} (the next run into the same out removes them)` : "";
+    const note = kept.length > 0 ? `; this run's checkpoints are in ${kept.join(", ")} (\`--resume\` continues from them; another run into the same out removes them)` : "";
     if (e instanceof RunError) throw new RunError(e.kind, e.message + note);
     if (e instanceof Error && /^(training failed|train): /.test(e.message)) {
-      const kind = /base weight/.test(e.message) ? "weightsInvalid" : /is not finite/.test(e.message) ? "diverged" : "engineRefused";
+      const kind = /base weight/.test(e.message) ? "weightsInvalid" : /is not finite/.test(e.message) ? "diverged" : /resumes after/.test(e.message) ? "resumeInvalid" : "engineRefused";
       throw new RunError(kind, e.message.replace(/^training failed: |^train: /, "") + note);
     }
     throw e;
+  } finally {
+    options.stop?.removeEventListener("abort", onStop);
+    if (metrics !== undefined) fs.closeSync(metrics);
   }
   const seconds = (performance.now() - started) / 1000;
+  const resumedFrom = resume === undefined ? {} : { resumedFrom: { dir: resume.dir, roundsDone: resume.roundsDone } };
+  const summary = { stages: result.stages, loopAllocations: result.loopAllocations, tokens, seconds, ...resumedFrom };
+
+  if (result.stoppedAfter >= 0) {
+    // Stopped: the out folders keep what they held; this run's checkpoints wait beside them for --resume.
+    outputs.forEach((o) => o.abandon());
+    const out = plan.adapters.map((a, i) => ({ name: a.name, out: resolveInPlan(planDir, a.out), steps: steps[i]!, loss: lastLoss[i]!, sites: result.adapters[i]! }));
+    return { adapters: out, stopped: { roundsDone: result.stoppedAfter, totalRounds: result.totalRounds, state: lastState }, ...summary };
+  }
 
   // Every adapter is written that can be; a failure is reported after the others are saved.
   const failures: RunError[] = [];
@@ -269,5 +354,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     return { name: a.name, out: save ? outputs[i]!.target : resolveInPlan(planDir, a.out), steps: steps[i]!, loss: lastLoss[i]!, sites };
   });
   if (failures.length > 0) throw new RunError(failures[0]!.kind, failures.map((f) => f.message).join("\n"));
-  return { adapters: out, stages: result.stages, loopAllocations: result.loopAllocations, tokens, seconds };
+  return { adapters: out, ...summary };
 }
+
+const totalRounds = (phases: Plan["schedule"]["phases"]) => phases.reduce((n, p) => n + p.rounds, 0);

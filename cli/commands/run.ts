@@ -12,6 +12,7 @@ import { compileToDir } from "./compile.js";
 
 export interface RunFlags {
   backend: string;
+  resume?: boolean;
   engineRun?: string;
   maxSteps?: number;
   threads?: number;
@@ -112,9 +113,27 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
     const where = chosen.backend === "cuda" ? `GPU${gpus.length === 1 ? "" : "s"} ${gpus.join(", ")}` : `${gpus.length} emulated GPU${gpus.length === 1 ? "" : "s"}`;
     print(`training ${adapters} in ${plan.model.dtype} on ${stages} over ${where} (${plan.schedule.name})\n`);
   }
+  // Ctrl-C or SIGTERM: finish the round in flight, save the run's state, exit 130 (143). Again: exit at once.
+  const stop = new AbortController();
+  let signal: NodeJS.Signals | undefined;
+  const onSignal = (s: NodeJS.Signals) => {
+    const code = s === "SIGINT" ? 130 : 143;
+    if (signal !== undefined) {
+      printError(`loraflow: ${s} again: exiting now; the last complete checkpoint stands\n`);
+      process.exit(code);
+    }
+    signal = s;
+    printError(`loraflow: ${s}: finishing the round in flight, then saving the run's state (${s === "SIGINT" ? "Ctrl-C" : s} again exits at once)\n`);
+    stop.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
+    if (flags.resume) print(`resuming from ${shown(path.join(dir, "resume"))}\n`);
     const result = await runPlan(plan, dir, {
       backend: chosen.backend,
+      stop: stop.signal,
+      ...(flags.resume && { resume: true }),
       ...(flags.maxSteps !== undefined && { maxSteps: flags.maxSteps }),
       ...(flags.threads !== undefined && { threads: flags.threads }),
       onStep: (s) => {
@@ -123,8 +142,16 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
         );
       },
       onCheckpoint: (adapter, step, at) => print(`  ${adapter.padEnd(width)}  checkpoint ${step} in ${shown(at)} (it joins the out folder when the run ends)\n`),
+      onSaved: (s) => print(`  run state after round ${s.roundsDone}/${s.totalRounds} in ${shown(s.dir)}\n`),
       onWarning: (w) => printError(`loraflow: warning ${w.code}: ${w.message}\n`),
     });
+    if (result.resumedFrom) print(`resumed after round ${result.resumedFrom.roundsDone} (${shown(result.resumedFrom.dir)})\n`);
+    if (result.stopped) {
+      const { roundsDone, totalRounds, state } = result.stopped;
+      if (state === undefined) printError(`loraflow: stopped after round ${roundsDone} of ${totalRounds}; its state could not be written (above): a resumed run starts from the last one saved\n`);
+      else printError(`loraflow: stopped after round ${roundsDone} of ${totalRounds}; the run's state is in ${shown(state)}: \`loraflow run ${shown(dir)} --resume\` continues\n`);
+      return signal === "SIGTERM" ? 143 : 130;
+    }
     print(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s (${Math.round(result.tokens / result.seconds)} tokens/s)\n`);
     result.stages.forEach((s, i) => {
       const total = s.busySeconds + s.waitSeconds;
@@ -133,9 +160,12 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
           `weights ${formatBytes(s.weightBytes)}, adapters ${formatBytes(s.adapterBytes)}, activations ${formatBytes(s.activationBytes)}\n`,
       );
     });
-    for (const a of result.adapters) print(`wrote ${shown(a.out)} (${a.steps} steps, last loss ${a.loss.toFixed(4)})\n`);
+    for (const a of result.adapters) print(`wrote ${shown(a.out)} (${a.steps} steps, last loss ${Number.isNaN(a.loss) ? "-" : a.loss.toFixed(4)})\n`);
     return 0;
   } catch (e) {
     return exitWith(e);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
 }

@@ -2,13 +2,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileError, RunError } from "../errors.js";
-import { recoverLeftovers, removeTree, swapIn, syncFolder, writeFileDurably, type Exchange, nativeExchange } from "./atomic.js";
-import { adapterFolderOwnership, ADAPTER_FILES, folderOwnership, tempName } from "./owned.js";
+import { linkTree, recoverLeftovers, removeTree, swapIn, syncFolder, writeFileDurably, type Exchange, nativeExchange } from "./atomic.js";
+import { adapterFolderOwnership, ADAPTER_FILES, CHECKPOINT_EXTRA_FILES, folderOwnership, leftoverOf, leftoversOf, tempName } from "./owned.js";
 
-/** An adapter folder's two files, encoded (weights checked finite) and ready to write. */
+/** An adapter folder's two files, encoded (weights checked finite) and ready to write; a checkpoint's two more. */
 export interface AdapterFiles {
   config: string;
   weights: Uint8Array;
+  optimizer?: Uint8Array;
+  trainerState?: string;
 }
 
 function isDanglingLink(p: string): boolean {
@@ -22,7 +24,24 @@ function isDanglingLink(p: string): boolean {
 function writeAdapterFiles(dir: string, files: AdapterFiles): void {
   writeFileDurably(path.join(dir, ADAPTER_FILES[0]), files.config);
   writeFileDurably(path.join(dir, ADAPTER_FILES[1]), files.weights);
+  if (files.optimizer !== undefined) writeFileDurably(path.join(dir, CHECKPOINT_EXTRA_FILES[0]), files.optimizer);
+  if (files.trainerState !== undefined) writeFileDurably(path.join(dir, CHECKPOINT_EXTRA_FILES[1]), files.trainerState);
   syncFolder(dir);
+}
+
+/** Which checkpoints a resumed run's out folder must already hold (steps), and which it may. */
+export interface Adoption {
+  required: number[];
+  allowed: (step: number) => boolean;
+}
+
+/** This out folder's staging folders left by runs that stopped (or by this process), newest first. */
+function stagingLeftovers(target: string): string[] {
+  return leftoversOf(target)
+    .filter((l) => l.kind === "tmp" && (l.abandoned || l.mine))
+    .map((l) => l.path)
+    .filter((p) => fs.statSync(p).isDirectory())
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
 }
 
 /**
@@ -53,8 +72,12 @@ export class AdapterOutput {
     return this.resolved;
   }
 
-  /** Checks and readies the out folder; returns what it found and put right, for the user. */
-  prepare(): string[] {
+  /**
+   * Checks and readies the out folder; returns what it found and put right, for the user. With
+   * `adopt` (a resumed run), the checkpoints of the stopped run's staging folder are kept: that
+   * folder becomes this run's.
+   */
+  prepare(options: { adopt?: Adoption } = {}): string[] {
     const refuse = (why: string) =>
       new RunError("outputRefused", `adapter "${this.adapter}": out folder ${this.display()} ${why}`);
     let target = this.target;
@@ -74,6 +97,29 @@ export class AdapterOutput {
       if (st?.isSymbolicLink() || (!st && isDanglingLink(target))) throw refuse("is a symbolic link to a symbolic link");
     }
     if (st && !st.isDirectory()) throw refuse("is a file, not a folder");
+    let adopted: string | undefined;
+    let linkFrom: string | undefined;
+    if (options.adopt) {
+      // The stopped run's checkpoints: in its staging folder, or (stopped after its last swap)
+      // in the out folder itself; a folder holding other checkpoints is another run's.
+      const fits = (d: string) => {
+        const steps = fs.readdirSync(d).flatMap((n) => (/^checkpoint-\d+$/.test(n) ? [Number(n.slice(11))] : []));
+        // Its own adapter files may be half written (finish rewrites them): its checkpoints must be whole.
+        const whole = steps.every((k) => adapterFolderOwnership(path.join(d, `checkpoint-${k}`), true).owned);
+        return options.adopt!.required.every((k) => steps.includes(k)) && steps.every(options.adopt!.allowed) && whole;
+      };
+      const staged = stagingLeftovers(target).find(fits);
+      if (staged !== undefined) {
+        // Renamed to this process's name first, so that putting the leftovers right spares it;
+        // what the stopped run was writing inside it when it stopped goes.
+        adopted = tempName(target);
+        fs.renameSync(staged, adopted);
+        for (const name of fs.readdirSync(adopted)) {
+          const l = leftoverOf(adopted, name);
+          if (l !== undefined && !l.mine) fs.rmSync(path.join(adopted, name), { recursive: true, force: true });
+        }
+      } else if (options.adopt.required.length > 0 && st?.isDirectory() && fits(target)) linkFrom = target;
+    }
     const notes = recoverLeftovers(target);
     if (st || fs.existsSync(target)) {
       const ownership = adapterFolderOwnership(target);
@@ -81,9 +127,17 @@ export class AdapterOutput {
     }
     try {
       this.created = fs.mkdirSync(path.dirname(target), { recursive: true });
-      const staging = tempName(target);
-      fs.mkdirSync(staging, { mode: 0o755 });
-      this.staging = staging;
+      if (adopted !== undefined) {
+        this.staging = adopted;
+      } else {
+        const staging = tempName(target);
+        fs.mkdirSync(staging, { mode: 0o755 });
+        this.staging = staging;
+        // The out folder stays as it is until the swap: its checkpoints join as links.
+        if (linkFrom !== undefined) {
+          for (const n of fs.readdirSync(linkFrom)) if (/^checkpoint-\d+$/.test(n)) linkTree(path.join(linkFrom, n), path.join(staging, n));
+        }
+      }
     } catch (e) {
       throw fileError("outputRefused", path.dirname(target), `adapter "${this.adapter}": cannot write beside out folder ${this.display()}`, e);
     }
@@ -98,6 +152,8 @@ export class AdapterOutput {
     fs.mkdirSync(temp, { mode: 0o755 });
     try {
       writeAdapterFiles(temp, files);
+      // A resumed run retraces the steps after its checkpoint: what it writes again replaces the first writing.
+      if (fs.existsSync(dir)) removeTree(dir);
       fs.renameSync(temp, dir);
     } catch (e) {
       fs.rmSync(temp, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { loadNative } from "../native.js";
-import { leftoverOf, tempName } from "./owned.js";
+import { leftoversOf, tempName } from "./owned.js";
 
 /**
  * The steps every write of loraflow is made of, so that a kill at any instant leaves each file
@@ -118,27 +118,37 @@ export function swapIn(staging: string, target: string, exchange: Exchange | und
  * versions already replaced) is removed. Returns what it did, for the user.
  */
 export function recoverLeftovers(target: string): string[] {
-  const dir = path.dirname(target);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
   const done: string[] = [];
-  const mine = names.map((n) => ({ n, l: leftoverOf(dir, n) })).filter((x) => x.l && x.l.abandoned && x.l.target === target);
+  const dead = leftoversOf(target).filter((l) => l.abandoned);
   // Put a lost target back before removing anything.
-  for (const { n, l } of mine) {
-    if (l!.kind === "old" && !fs.existsSync(target)) {
-      fs.renameSync(path.join(dir, n), target);
+  for (const l of dead) {
+    if (l.kind === "old" && !fs.existsSync(target)) {
+      fs.renameSync(l.path, target);
       done.push(`put back ${target}, which a run that was stopped had moved aside`);
     }
   }
-  for (const { n } of mine) {
-    const full = path.join(dir, n);
+  for (const { path: full } of dead) {
     if (!fs.existsSync(full)) continue;
     removeTree(full);
     done.push(`removed ${full}, left by a run that was stopped`);
   }
   return done;
+}
+
+/** Every file below `src` again below `dst`, as hard links (copies where the file system has none). */
+export function linkTree(src: string, dst: string): void {
+  fs.mkdirSync(dst, { mode: fs.statSync(src).mode & 0o7777 });
+  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
+    const from = path.join(src, e.name);
+    const to = path.join(dst, e.name);
+    if (e.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
+    else if (e.isDirectory()) linkTree(from, to);
+    else {
+      try {
+        fs.linkSync(from, to);
+      } catch {
+        fs.copyFileSync(from, to);
+      }
+    }
+  }
 }

@@ -1,29 +1,11 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { PlanLink } from "../../compiler/index.js";
-import { recoverLeftovers, removeTree, swapIn, syncFolder, writeNewFile, type Exchange, nativeExchange } from "./atomic.js";
+import { linkTree, recoverLeftovers, removeTree, swapIn, syncFolder, writeNewFile, type Exchange, nativeExchange } from "./atomic.js";
 import { COMPILE_FILES, folderOwnership, leftoverOf, tempName } from "./owned.js";
 
 /** Folders of the links a compile makes; rewritten whole by every compile. */
 const LINK_FOLDERS = ["inputs", "outputs"];
-
-/** Every file below `src` again below `dst`, as hard links (copies where the file system has none). */
-function linkTree(src: string, dst: string): void {
-  fs.mkdirSync(dst, { mode: fs.statSync(src).mode & 0o7777 });
-  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
-    const from = path.join(src, e.name);
-    const to = path.join(dst, e.name);
-    if (e.isSymbolicLink()) fs.symlinkSync(fs.readlinkSync(from), to);
-    else if (e.isDirectory()) linkTree(from, to);
-    else {
-      try {
-        fs.linkSync(from, to);
-      } catch {
-        fs.copyFileSync(from, to);
-      }
-    }
-  }
-}
 
 /** Stagings of live processes below `dir`: a compile must not swap a folder a run is writing into. */
 function liveWriters(dir: string, depth = 3): string[] {
@@ -82,7 +64,9 @@ export function writeCompileFolder(dir: string, files: Record<string, string>, l
     if (fs.existsSync(target)) {
       for (const e of fs.readdirSync(target)) {
         if ((COMPILE_FILES as readonly string[]).includes(e) || LINK_FOLDERS.includes(e) || leftoverOf(target, e) || e in files) continue;
-        linkTree(path.join(target, e), path.join(staging, e));
+        const from = path.join(target, e);
+        if (fs.lstatSync(from).isFile()) fs.linkSync(from, path.join(staging, e));
+        else linkTree(from, path.join(staging, e));
       }
     }
     syncFolder(staging);

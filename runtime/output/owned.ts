@@ -11,6 +11,13 @@ import { nodeHost, readSafetensorsHeader } from "../../compiler/index.js";
 export const ADAPTER_MARK = { key: "loraflow", value: "adapter" } as const;
 
 export const ADAPTER_FILES = ["adapter_config.json", "adapter_model.safetensors"] as const;
+/** What a checkpoint holds besides an adapter's files: its optimizer's state and where it is in its data. */
+export const CHECKPOINT_EXTRA_FILES = ["optimizer.safetensors", "trainer_state.json"] as const;
+/** Written into every optimizer.safetensors loraflow saves. */
+export const OPTIMIZER_MARK = { key: "loraflow", value: "optimizer" } as const;
+
+/** The files `loraflow run` appends to in a plan's folder: every step's figures, at full precision. */
+export const RUN_LOG_FILES = ["metrics.jsonl"] as const;
 
 /** The files `loraflow compile` writes into its folder. */
 export const COMPILE_FILES = ["plan.json", "summary.json", "plan.ts", "schedule.svg", "trace.json", "report.html"] as const;
@@ -32,6 +39,21 @@ export function leftoverOf(dir: string, entry: string): { target: string; kind: 
   return { target: path.join(dir, m[1]!), kind: m[2] as "tmp" | "old", mine, abandoned: !mine && !alive(pid) };
 }
 
+/** The staging names of `target` beside it, each with what leftoverOf says of it. */
+export function leftoversOf(target: string): { name: string; path: string; kind: "tmp" | "old"; mine: boolean; abandoned: boolean }[] {
+  const dir = path.dirname(target);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((name) => {
+    const l = leftoverOf(dir, name);
+    return l !== undefined && l.target === target ? [{ name, path: path.join(dir, name), kind: l.kind, mine: l.mine, abandoned: l.abandoned }] : [];
+  });
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -50,10 +72,10 @@ function entries(dir: string): fs.Dirent[] {
   return fs.readdirSync(dir, { withFileTypes: true });
 }
 
-/** adapter_model.safetensors that loraflow wrote: its header reads and carries the mark. */
-function ourAdapterFile(file: string): boolean {
+/** A safetensors file that loraflow wrote: its header reads and carries the mark. */
+function marked(file: string, mark: { key: string; value: string } = ADAPTER_MARK): boolean {
   const header = readSafetensorsHeader(nodeHost, file);
-  return header.ok && header.metadata[ADAPTER_MARK.key] === ADAPTER_MARK.value;
+  return header.ok && header.metadata[mark.key] === mark.value;
 }
 
 /** "holds a, b/ and 3 more, which loraflow did not write" */
@@ -77,6 +99,8 @@ export function adapterFolderOwnership(dir: string, checkpoint = false): Ownersh
     names.add(e.name);
     if (leftoverOf(dir, e.name)) continue;
     if ((ADAPTER_FILES as readonly string[]).includes(e.name) && e.isFile()) continue;
+    if (checkpoint && e.isFile() && e.name === CHECKPOINT_EXTRA_FILES[0] && marked(full, OPTIMIZER_MARK)) continue;
+    if (checkpoint && e.isFile() && e.name === CHECKPOINT_EXTRA_FILES[1]) continue;
     if (!checkpoint && /^checkpoint-\d+$/.test(e.name) && e.isDirectory()) {
       const inner = adapterFolderOwnership(full, true);
       if (!inner.owned) return notOwned(`holds ${e.name}/, which ${inner.why}`);
@@ -88,7 +112,7 @@ export function adapterFolderOwnership(dir: string, checkpoint = false): Ownersh
   const hasConfig = names.has(ADAPTER_FILES[0]);
   const hasWeights = names.has(ADAPTER_FILES[1]);
   if (hasConfig !== hasWeights) return notOwned(`holds ${hasConfig ? ADAPTER_FILES[0] : ADAPTER_FILES[1]} without ${hasConfig ? ADAPTER_FILES[1] : ADAPTER_FILES[0]}`);
-  if (hasWeights && !ourAdapterFile(path.join(dir, ADAPTER_FILES[1]))) return notOwned("holds an adapter_model.safetensors loraflow did not write");
+  if (hasWeights && !marked(path.join(dir, ADAPTER_FILES[1]))) return notOwned("holds an adapter_model.safetensors loraflow did not write");
   if (checkpoint && !hasWeights) return notOwned("is an empty checkpoint");
   return owned;
 }
@@ -105,7 +129,9 @@ export function folderOwnership(dir: string, compileFolder = false): Ownership {
     const full = path.join(dir, e.name);
     if (leftoverOf(dir, e.name)) continue;
     if (compileFolder && (COMPILE_FILES as readonly string[]).includes(e.name) && e.isFile()) continue;
+    if (compileFolder && (RUN_LOG_FILES as readonly string[]).includes(e.name) && e.isFile() && isMetricsLog(full)) continue;
     if (compileFolder && (e.name === "inputs" || e.name === "outputs") && e.isDirectory() && onlyLinks(full)) continue;
+    if (compileFolder && e.name === "resume" && e.isDirectory() && !e.isSymbolicLink() && resumeFolderOwnership(full).owned) continue;
     if (e.isDirectory() && !e.isSymbolicLink() && folderOwnership(full).owned) continue;
     others.push(e);
   }
@@ -120,6 +146,54 @@ export function folderOwnership(dir: string, compileFolder = false): Ownership {
     if (typeof format !== "string" || !format.startsWith("loraflow.plan/")) return notOwned("holds a plan.json that is not a loraflow plan");
   }
   return owned;
+}
+
+/**
+ * A run's resume folder (runtime/checkpoint/resume-state.ts): state-ROUNDS folders, each a run.json
+ * of loraflow's and a checkpoint folder per adapter, and staging leftovers.
+ */
+export function resumeFolderOwnership(dir: string): Ownership {
+  const others: fs.Dirent[] = [];
+  for (const e of entries(dir)) {
+    const full = path.join(dir, e.name);
+    if (leftoverOf(dir, e.name)) continue;
+    if (/^state-\d+$/.test(e.name) && e.isDirectory() && !e.isSymbolicLink()) {
+      for (const inner of entries(full)) {
+        const where = path.join(full, inner.name);
+        if (inner.name === "run.json" && inner.isFile() && isResumeRun(where)) continue;
+        if (inner.isDirectory() && !inner.isSymbolicLink() && adapterFolderOwnership(where, true).owned) continue;
+        return notOwned(`holds ${e.name}/${inner.name}, which loraflow did not write`);
+      }
+      continue;
+    }
+    others.push(e);
+  }
+  return others.length > 0 ? foreign(others) : owned;
+}
+
+/** metrics.jsonl as a run writes it: every line a JSON object naming an adapter and a step. */
+function isMetricsLog(file: string): boolean {
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .every((line) => {
+      if (line === "") return true;
+      try {
+        const row = JSON.parse(line) as Record<string, unknown>;
+        return typeof row["adapter"] === "string" && typeof row["step"] === "number";
+      } catch {
+        return false;
+      }
+    });
+}
+
+function isResumeRun(file: string): boolean {
+  try {
+    const format = (JSON.parse(fs.readFileSync(file, "utf8")) as { format?: unknown }).format;
+    return typeof format === "string" && format.startsWith("loraflow.resume/");
+  } catch {
+    return false;
+  }
 }
 
 /** A folder of symbolic links (in folders): what a compile makes in `inputs/` and `outputs/`. */

@@ -98,10 +98,10 @@ describe("1: an out folder loraflow did not write is refused, never emptied", ()
   it("a rerun replaces its own earlier adapter, and the earlier run's checkpoints with it", () => {
     const dir = workspace(`${MODEL}\nadapter a { data "data.jsonl" format tokens seq_len 16 batch 2 micro_batch 1 steps 6 save_every 2 }`);
     expect(loraflow(dir, "run", "job.lf").code).toBe(0);
-    expect(fs.readdirSync(path.join(dir, "out/job/adapters/a")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-2", "checkpoint-4"]);
+    expect(fs.readdirSync(path.join(dir, "out/job/adapters/a")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-2", "checkpoint-4", "checkpoint-6"]);
     const r = loraflow(dir, "run", "job.lf", "--max-steps", "3");
     expect(r.code, r.stderr).toBe(0);
-    expect(fs.readdirSync(path.join(dir, "out/job/adapters/a")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-2"]);
+    expect(fs.readdirSync(path.join(dir, "out/job/adapters/a")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-2", "checkpoint-3"]);
     expect(fs.readdirSync(path.join(dir, "out/job/adapters")).filter((n) => n.startsWith("."))).toEqual([]);
   });
 });
@@ -297,6 +297,13 @@ describe("6, 8: what a run finds too late, or trains into nonsense", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning LF6101: adapter "a": \d+ examples are longer than seq_len 4 and were cut to fit/);
     covered.add("LF6101");
+  });
+
+  it("--resume with nothing to resume, or with another step limit, is refused before training", () => {
+    const dir = workspace(`${MODEL}\n${ADAPTER("save_every 1", 4)}\nplan { schedule 1f1b }`);
+    refusal(loraflow(dir, "run", "job.lf", "--resume"), "LF6013", /nothing to resume: .*out\/job\/resume holds no checkpoint/);
+    expect(loraflow(dir, "run", "out/job", "--max-steps", "2").code).toBe(0);
+    refusal(loraflow(dir, "run", "out/job", "--resume"), "LF6013", /was written by a run with --max-steps 2; resume with the same/);
   });
 
   it("text data without a tokenizer is refused before anything is read", () => {

@@ -14,7 +14,7 @@ const workspace = killWorkspace("loraflow-kill-compile-");
 
 // Two compiles of one job differ only in how long they took.
 const read = (dir: string) => Object.fromEntries(FILES.map((f) => [f, fs.readFileSync(path.join(dir, "out/job", f), "utf8").replace(/"compileMillis": [\d.]+/, "")]));
-const edited = (dir: string) => fs.writeFileSync(path.join(dir, "job.lf"), KILL_JOB.replace("steps 4", "steps 5"));
+const edited = (dir: string) => fs.writeFileSync(path.join(dir, "job.lf"), KILL_JOB.replace("steps 3", "steps 4"));
 
 withStrace("a compile killed at any file-system change", () => {
   it("leaves its folder holding one compile's files, the old or the new", () => {

@@ -55,9 +55,13 @@ export function copyFolder(dir: string, scratch: string[]): string {
   return copy;
 }
 
-/** The job the kill tests run: one adapter of 2 layers x (q_proj, v_proj), a checkpoint every step. */
+/**
+ * The job the kill tests run: one adapter of 2 layers x (q_proj, v_proj), a checkpoint every step,
+ * and (1f1b: a round per step) the run's state saved after every round but the last.
+ */
 export const KILL_JOB = `model tiny { arch llama layers 2 hidden 16 heads 4 kv_heads 2 ffn 32 vocab 64 max_seq 64 dtype fp32 }
-adapter a { data "data.jsonl" format tokens seq_len 16 batch 2 micro_batch 1 steps 4 save_every 1 }
+adapter a { data "data.jsonl" format tokens seq_len 16 batch 2 micro_batch 1 steps 3 save_every 1 dropout 0.1 }
+plan { schedule 1f1b }
 `;
 
 /**

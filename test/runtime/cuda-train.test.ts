@@ -125,3 +125,18 @@ it("fails every stage, across GPUs too, when one stops: a diverged adapter ends 
   await expect(train(p, "cuda-emulated", [0, 1, 2])).rejects.toThrow(/adapter a: the (loss|gradient norm) of step \d+ is not finite/);
   expect(performance.now() - started).toBeLessThan(30_000);
 }, 60_000);
+
+it("a run on emulated GPUs stopped after each round and resumed ends with the bits of one never stopped (moments leave and re-enter the device)", async () => {
+  const p = plan(job("bf16"));
+  const planDir = path.join(dir, "plan");
+  const whole = await runPlan(p, planDir, { save: false, backend: "cuda-emulated", devices: [0, 1, 1] });
+  let last: RunResult | undefined;
+  let stops = 0;
+  for (let run = 0; run < 10; run++) {
+    last = await runPlan(p, planDir, { backend: "cuda-emulated", devices: [0, 1, 1], stop: AbortSignal.abort(), resume: run > 0 });
+    if (!last.stopped) break;
+    stops++;
+  }
+  expect(stops).toBeGreaterThanOrEqual(2);
+  expect(sameBits(last!, whole)).toBe(true);
+}, 120_000);

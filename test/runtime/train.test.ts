@@ -231,8 +231,10 @@ describe("checkpoints", () => {
     const p = plan("1f1b", 2, source);
     const out = path.join(dir, "plan", "adapters", "a");
     await runPlan(p, path.join(dir, "plan"));
-    expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-3", "checkpoint-6", "checkpoint-9"]);
-    expect(fs.readdirSync(path.join(out, "checkpoint-6")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
+    // Every save_every steps and after the last (10).
+    expect(fs.readdirSync(out).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "checkpoint-10", "checkpoint-3", "checkpoint-6", "checkpoint-9"]);
+    expect(fs.readdirSync(path.join(out, "checkpoint-6")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors", "optimizer.safetensors", "trainer_state.json"]);
+    expect(JSON.parse(fs.readFileSync(path.join(out, "checkpoint-6", "trainer_state.json"), "utf8"))).toMatchObject({ global_step: 6, max_steps: 10, sequences_seen: 24 });
     // A checkpoint holds the weights of its step: training 6 steps ends where checkpoint-6 is.
     const six = await runPlan(p, path.join(dir, "plan"), { save: false, maxSteps: 6 });
     const saved = readSafetensors(path.join(out, "checkpoint-6", "adapter_model.safetensors"));

@@ -1,7 +1,10 @@
-// train_binding.cc: `train(spec, onStep)` -> Promise. The spec (a lowered plan, base weights,
-// initial adapters, tokenised data) is copied into C++ on the calling thread; training runs on a
-// worker thread (Napi::AsyncWorker) that starts one thread per stage, so Node's event loop stays
-// free; each optimizer step's loss reaches `onStep` through a thread-safe function while it runs.
+// train_binding.cc: `train(spec, onStep, onCheckpoint, onSnapshot, stopFlag?)` -> Promise. The spec (a lowered
+// plan, base weights, initial adapters, tokenised data) is copied into C++ on the calling thread;
+// training runs on a worker thread (Napi::AsyncWorker) that starts one thread per stage, so Node's
+// event loop stays free; each optimizer step's loss reaches `onStep`, each adapter checkpoint
+// `onCheckpoint` and each snapshot of the run's state `onSnapshot`, through thread-safe functions
+// while it runs. Setting stopFlag[0] to
+// a non-zero value stops the run at the end of the round in flight (Trainer::request_stop).
 #include <napi.h>
 
 #include <cmath>
@@ -39,6 +42,23 @@ Napi::Object sites_to_js(Napi::Env env, const std::map<std::pair<int64_t, int>, 
   return out;
 }
 
+// (layer, module) -> [moments, na + nb] as { "LAYER.MODULE": Float32Array }.
+Napi::Object moments_to_js(Napi::Env env, const SiteMoments& sites) {
+  Napi::Object out = Napi::Object::New(env);
+  for (auto& [site, m] : sites) {
+    auto values = Napi::Float32Array::New(env, m.size());
+    std::copy(m.begin(), m.end(), values.Data());
+    out.Set(std::to_string(site.first) + "." + kModuleNames[site.second], values);
+  }
+  return out;
+}
+
+Napi::Array int64s_to_js(Napi::Env env, const std::vector<int64_t>& values) {
+  Napi::Array out = Napi::Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); i++) out.Set(static_cast<uint32_t>(i), static_cast<double>(values[i]));
+  return out;
+}
+
 // A callback that throws must not take the process down from a thread-safe function's call: its
 // error is left to the JavaScript side (runPlan records it and fails the run when training ends).
 void call_safely(const Napi::Function& fn, const Napi::Object& arg) {
@@ -57,7 +77,7 @@ struct Settlement {
   Napi::Promise::Deferred deferred;
   Napi::Reference<Napi::Value> outcome;  // the result, or the error, once training has ended
   bool failed = false;
-  int open = 2;  // thread-safe functions not finalized yet
+  int open = 3;  // thread-safe functions not finalized yet
 
   void finalized(Napi::Env env) {
     if (--open > 0) return;
@@ -71,9 +91,15 @@ struct Settlement {
 class TrainWorker : public Napi::AsyncWorker {
  public:
   TrainWorker(Napi::Env env, std::shared_ptr<Settlement> settlement, std::unique_ptr<Trainer> trainer, Napi::ThreadSafeFunction on_step,
-              Napi::ThreadSafeFunction on_checkpoint, int blas_threads)
+              Napi::ThreadSafeFunction on_checkpoint, Napi::ThreadSafeFunction on_snapshot, int blas_threads, Napi::Value stop_flag)
       : Napi::AsyncWorker(env, "loraflow-train"), settlement_(std::move(settlement)), trainer_(std::move(trainer)),
-        on_step_(std::move(on_step)), on_checkpoint_(std::move(on_checkpoint)), blas_threads_(blas_threads) {}
+        on_step_(std::move(on_step)), on_checkpoint_(std::move(on_checkpoint)), on_snapshot_(std::move(on_snapshot)), blas_threads_(blas_threads) {
+    // The flag's memory lives as long as this reference: until the worker is gone.
+    if (stop_flag.IsTypedArray() && stop_flag.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array && stop_flag.As<Napi::Int32Array>().ElementLength() >= 1) {
+      stop_flag_ = Napi::Persistent(stop_flag.As<Napi::Object>());
+      trainer_->watch_stop_flag(stop_flag.As<Napi::Int32Array>().Data());
+    }
+  }
 
   void Execute() override {
     try {
@@ -103,6 +129,28 @@ class TrainWorker : public Napi::AsyncWorker {
               o.Set("adapter", ev->adapter);
               o.Set("step", static_cast<double>(ev->step));
               o.Set("sites", sites_to_js(env, ev->sites));
+              o.Set("moments", moments_to_js(env, ev->moments));
+              delete ev;
+              call_safely(fn, o);
+            }) != napi_ok) {
+          delete copy;
+        }
+      }, [this](Snapshot&& e) {
+        auto* copy = new Snapshot(std::move(e));
+        // Queued for the event loop; the promise waits for it (see Settlement).
+        if (on_snapshot_.BlockingCall(copy, [](Napi::Env env, Napi::Function fn, Snapshot* ev) {
+              Napi::Object o = Napi::Object::New(env);
+              o.Set("roundsDone", static_cast<double>(ev->rounds_done));
+              o.Set("stopped", ev->stopped);
+              o.Set("steps", int64s_to_js(env, ev->steps));
+              Napi::Array weights = Napi::Array::New(env, ev->weights.size());
+              Napi::Array moments = Napi::Array::New(env, ev->moments.size());
+              for (size_t a = 0; a < ev->weights.size(); a++) {
+                weights.Set(static_cast<uint32_t>(a), sites_to_js(env, ev->weights[a]));
+                moments.Set(static_cast<uint32_t>(a), moments_to_js(env, ev->moments[a]));
+              }
+              o.Set("adapters", weights);
+              o.Set("moments", moments);
               delete ev;
               call_safely(fn, o);
             }) != napi_ok) {
@@ -135,6 +183,8 @@ class TrainWorker : public Napi::AsyncWorker {
     }
     result.Set("stages", stages);
     result.Set("loopAllocations", static_cast<double>(trainer_->loop_allocations()));
+    result.Set("stoppedAfter", static_cast<double>(trainer_->stopped_after()));
+    result.Set("totalRounds", static_cast<double>(trainer_->total_rounds()));
     settle(result, false);
   }
 
@@ -150,21 +200,24 @@ class TrainWorker : public Napi::AsyncWorker {
     settlement_->failed = failed;
     on_step_.Release();
     on_checkpoint_.Release();
+    on_snapshot_.Release();
   }
 
   std::shared_ptr<Settlement> settlement_;
   std::unique_ptr<Trainer> trainer_;
   Napi::ThreadSafeFunction on_step_;
   Napi::ThreadSafeFunction on_checkpoint_;
+  Napi::ThreadSafeFunction on_snapshot_;
   int blas_threads_;
+  Napi::ObjectReference stop_flag_;
 };
 
 }  // namespace
 
 Napi::Value Train(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction()) {
-    throw Napi::TypeError::New(env, "train(spec, onStep, onCheckpoint)");
+  if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsFunction()) {
+    throw Napi::TypeError::New(env, "train(spec, onStep, onCheckpoint, onSnapshot, stopFlag?)");
   }
   std::unique_ptr<Trainer> trainer;
   int blas_threads = 1;
@@ -185,7 +238,9 @@ Napi::Value Train(const Napi::CallbackInfo& info) {
   auto finalized = [settlement](Napi::Env e) { settlement->finalized(e); };
   auto on_step = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "loraflow-train-progress", 0, 1, finalized);
   auto on_checkpoint = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "loraflow-train-checkpoint", 0, 1, finalized);
-  auto* worker = new TrainWorker(env, settlement, std::move(trainer), std::move(on_step), std::move(on_checkpoint), blas_threads);
+  auto on_snapshot = Napi::ThreadSafeFunction::New(env, info[3].As<Napi::Function>(), "loraflow-train-snapshot", 0, 1, finalized);
+  auto* worker = new TrainWorker(env, settlement, std::move(trainer), std::move(on_step), std::move(on_checkpoint), std::move(on_snapshot), blas_threads,
+                                 info.Length() > 4 ? info[4] : env.Undefined());
   worker->Queue();
   return settlement->deferred.Promise();
 }

@@ -96,6 +96,10 @@ class CudaStage final : public StageEngine {
           AB.assign(ab.first.begin(), ab.first.end());
           AB.insert(AB.end(), ab.second.begin(), ab.second.end());
           device.copy(st.p, AB.data(), AB.size() * 4, stream);
+          if (const std::vector<float>* m = initial_moments(as, site, na + nb)) {
+            if (st.m) device.copy(st.m, m->data(), static_cast<size_t>(na + nb) * 4, stream);
+            if (st.v) device.copy(st.v, m->data() + (na + nb), static_cast<size_t>(na + nb) * 4, stream);
+          }
           device.synchronize(stream);
           auto& slot = on->layers[static_cast<size_t>(site.first - l0)][static_cast<size_t>(site.second)];
           slot.A = reinterpret_cast<std::byte*>(st.p);
@@ -164,6 +168,19 @@ class CudaStage final : public StageEngine {
       B.resize(static_cast<size_t>(site.nb));
       device_.copy(A.data(), site.p, A.size() * 4, stream);
       device_.copy(B.data(), site.p + site.na, B.size() * 4, stream);
+      device_.synchronize(stream);
+    }
+  }
+
+  void moments(int adapter, SiteMoments& out) override {
+    Stream& stream = backend_->cuda_stream();
+    for (const Site& site : adapters_on_[static_cast<size_t>(adapter)].sites) {
+      if (!site.m) continue;
+      const int64_t n = site.na + site.nb;
+      std::vector<float>& m = out[{site.id / kModules, static_cast<int>(site.id % kModules)}];
+      m.resize(static_cast<size_t>(site.v ? 2 * n : n));
+      device_.copy(m.data(), site.m, static_cast<size_t>(n) * 4, stream);
+      if (site.v) device_.copy(m.data() + n, site.v, static_cast<size_t>(n) * 4, stream);
       device_.synchronize(stream);
     }
   }

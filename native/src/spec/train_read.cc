@@ -66,6 +66,22 @@ AdapterSpec read_adapter(Value& o, const LlamaConfig& c, size_t index) {
     a.init[{layer, module}] = {floats(field(so, "A", w), a.rank * module_in(c, module), w + "." + key + ".A"),
                                floats(field(so, "B", w), module_out(c, module) * a.rank, w + "." + key + ".B")};
   }
+  // Resuming: the steps done and the optimizer's moments of each site (absent: zeros).
+  a.steps_done = o.has("stepsDone") ? integer(o, "stepsDone", w) : 0;
+  LF_CHECK(a.steps_done >= 0 && a.steps_done <= a.steps, w << ": stepsDone " << a.steps_done << " of " << a.steps << " steps");
+  if (o.has("moments")) {
+    Value& moments = object(o, "moments", w);
+    const int64_t k = optimizer_moments(a.optimizer);
+    for (size_t i = 0; i < moments.members().size(); i++) {
+      const std::string key = moments.members()[i].first;
+      const auto site = lora_site(key, c, w);
+      auto ab = a.init.find(site);
+      LF_CHECK(ab != a.init.end(), w << ": moments for `" << key << "`, which is not one of the adapter's sites");
+      LF_CHECK(a.moments.count(site) == 0, w << ": moments of `" << key << "` twice");
+      const int64_t n = static_cast<int64_t>(ab->second.first.size() + ab->second.second.size());
+      a.moments[site] = floats(*moments.find(key), k * n, w + ".moments." + key);
+    }
+  }
   Value& d = object(o, "data", w);
   const std::string dw = w + ".data";
   a.data.sequences = integer(d, "sequences", dw);
@@ -208,6 +224,8 @@ TrainSpec read_train_spec(Value& spec, const Placement& placement) {
   Value& phases = array(spec, "phases", "spec");
   for (size_t p = 0; p < phases.size(); p++) t.phases.push_back(read_phase(object_at(phases, p, "phases[" + std::to_string(p) + "]"), p, t.stages.size(), t.adapters));
   LF_CHECK(t.class_of.size() == t.phases.size(), "programs.classOf has " << t.class_of.size() << " phases for " << t.phases.size());
+  t.start_round = spec.has("startRound") ? integer(spec, "startRound", "spec") : 0;
+  LF_CHECK(t.start_round >= 0 && t.start_round <= (int64_t(1) << 40), "spec: startRound " << t.start_round);
   t.blas_threads = spec.has("blasThreads") ? static_cast<int>(integer(spec, "blasThreads", "spec")) : 1;
   LF_CHECK(t.blas_threads >= 1 && t.blas_threads <= 1024, "spec: blasThreads " << t.blas_threads);
   return t;

@@ -59,6 +59,10 @@ class CpuStage final : public StageEngine {
         if (optimizer_moments(as.optimizer) >= 2) st.m2 = adapters_->take(na + nb);
         std::copy(ab.first.begin(), ab.first.end(), st.A);
         std::copy(ab.second.begin(), ab.second.end(), st.B);
+        if (const std::vector<float>* m = initial_moments(as, site, na + nb)) {
+          if (st.m1) std::copy(m->begin(), m->begin() + (na + nb), st.m1);
+          if (st.m2) std::copy(m->begin() + (na + nb), m->end(), st.m2);
+        }
         auto& slot = on->layers[static_cast<size_t>(site.first - l0)][static_cast<size_t>(site.second)];
         slot.A = st.A, slot.B = st.B, slot.dA = st.dA, slot.dB = st.dB;
         sites_.back().push_back(st);
@@ -109,6 +113,16 @@ class CpuStage final : public StageEngine {
   void weights(int adapter, SiteWeights& out) override {
     for (const Site& site : sites_[static_cast<size_t>(adapter)]) {
       out[{site.id / kModules, static_cast<int>(site.id % kModules)}] = {std::vector<float>(site.A, site.A + site.na), std::vector<float>(site.B, site.B + site.nb)};
+    }
+  }
+
+  void moments(int adapter, SiteMoments& out) override {
+    for (const Site& site : sites_[static_cast<size_t>(adapter)]) {
+      if (!site.m1) continue;
+      std::vector<float>& m = out[{site.id / kModules, static_cast<int>(site.id % kModules)}];
+      const int64_t n = site.na + site.nb;
+      m.assign(site.m1, site.m1 + n);
+      if (site.m2) m.insert(m.end(), site.m2, site.m2 + n);
     }
   }
 

@@ -35,6 +35,10 @@ inline double learning_rate(const OptimizerConfig& o, int64_t k, int64_t total) 
   return o.min_lr + (o.lr - o.min_lr) * factor;
 }
 
+// Moment buffers per parameter: AdamW two (exp_avg, exp_avg_sq), SGD with momentum one
+// (momentum_buffer), plain SGD none (the count the plan's memory model uses).
+inline int optimizer_moments(const OptimizerConfig& o) { return o.kind == OptimizerConfig::kAdamW ? 2 : o.momentum != 0 ? 1 : 0; }
+
 // torch.nn.utils.clip_grad_norm_: gradients are multiplied by min(1, max_norm / (norm + 1e-6)).
 inline double clip_coefficient(double max_norm, double total_norm) {
   if (max_norm <= 0) return 1.0;

@@ -23,6 +23,9 @@ struct TrainSpec;
 
 // An adapter's LoRA weights by (layer, module): A [r, in], B [out, r].
 using SiteWeights = std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>>;
+// An adapter's optimizer moments by (layer, module): [moments, na + nb], each moment A's values
+// then B's (AdamW: exp_avg then exp_avg_sq; SGD: momentum_buffer).
+using SiteMoments = std::map<std::pair<int64_t, int>, std::vector<float>>;
 
 struct StageFootprint {
   int64_t weight_bytes = 0, adapter_bytes = 0, activation_bytes = 0;
@@ -55,6 +58,8 @@ class StageEngine {
   virtual void step(int adapter, const StepScalars& scalars) = 0;
   // The adapter's weights on this stage, added to `out`.
   virtual void weights(int adapter, SiteWeights& out) = 0;
+  // The adapter's optimizer moments on this stage, added to `out` (nothing for plain SGD).
+  virtual void moments(int adapter, SiteMoments& out) = 0;
 
   virtual StageFootprint footprint() const = 0;
   // Another stage failed: whatever this one may wait in besides the loop's Rendezvous (a

@@ -58,6 +58,14 @@ int64_t adapter_state_values(const TrainSpec& spec, const StageSpec& ss, size_t 
   return values;
 }
 
+const std::vector<float>* initial_moments(const AdapterSpec& a, std::pair<int64_t, int> site, int64_t n) {
+  auto it = a.moments.find(site);
+  if (it == a.moments.end()) return nullptr;
+  const int64_t k = optimizer_moments(a.optimizer);
+  LF_CHECK(static_cast<int64_t>(it->second.size()) == k * n, "adapter " << a.name << ": layer " << site.first << " " << kModuleNames[site.second] << " has " << it->second.size() << " optimizer moment values, expected " << k * n);
+  return &it->second;
+}
+
 void check_site_shapes(const TrainSpec& spec, const AdapterSpec& a, std::pair<int64_t, int> site, const std::vector<float>& A, const std::vector<float>& B) {
   const int64_t in = module_in(spec.config, site.second), out = module_out(spec.config, site.second);
   LF_CHECK(static_cast<int64_t>(A.size()) == a.rank * in && static_cast<int64_t>(B.size()) == out * a.rank,

@@ -25,10 +25,6 @@ inline bool stage_has_site(const StageSpec& ss, std::pair<int64_t, int> site) {
   return block >= ss.first_block && block < ss.last_block;
 }
 
-// Moment buffers per parameter: AdamW two, SGD with momentum one, plain SGD none (the count the
-// plan's memory model uses).
-inline int optimizer_moments(const OptimizerConfig& o) { return o.kind == OptimizerConfig::kAdamW ? 2 : o.momentum != 0 ? 1 : 0; }
-
 // Every base tensor the stage reads, in its weight table's order, checked against the plan's
 // table (the same tensors, in order, end to end, offsets in units of unit_bytes). Returns
 // (name, elements).
@@ -40,6 +36,10 @@ const std::vector<float>& checked_base_weight(const TrainSpec& spec, const std::
 // The values of the stage's adapter state: A, B, their gradients and moments, of every site it
 // holds (what the plan's adapter arena must hold).
 int64_t adapter_state_values(const TrainSpec& spec, const StageSpec& ss, size_t stage);
+
+// A site's optimizer moments to start from (resuming), checked to hold `moments` buffers of
+// `n` (A's and B's) values each; null when the adapter starts from zeros.
+const std::vector<float>* initial_moments(const AdapterSpec& a, std::pair<int64_t, int> site, int64_t n);
 
 // Checks that each site's initial A and B have the adapter's shapes.
 void check_site_shapes(const TrainSpec& spec, const AdapterSpec& a, std::pair<int64_t, int> site, const std::vector<float>& A, const std::vector<float>& B);

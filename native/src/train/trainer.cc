@@ -27,6 +27,15 @@ int64_t steps_per_round(const PhaseSpec& phase) {
   for (const auto& parts : phase.micro_batches) for (const auto& part : parts) n = std::max(n, part.step + 1);
   return n;
 }
+
+// Steps of each adapter in one round of the phase: its STEPs on the first stage (every stage
+// steps every adapter of the phase once per step).
+std::vector<int64_t> adapter_steps_per_round(const PhaseSpec& phase, size_t adapters) {
+  std::vector<int64_t> n(adapters, 0);
+  if (phase.actions.empty()) return n;
+  for (const Action& a : phase.actions[0]) if (a.op == Op::kStep) n[static_cast<size_t>(a.peer)]++;
+  return n;
+}
 }  // namespace
 
 // What a stage's worker reuses from round to round.
@@ -110,6 +119,48 @@ Trainer::Trainer(TrainSpec spec, const MakeStageEngines& make_stages)
     stages_.push_back(std::move(state));
   }
   reducer_.reserve(static_cast<int>(spec_.adapters.size()), spec_.config.layers * kModules);
+
+  // Resuming: each adapter has done exactly the steps the rounds before start_round give it.
+  furthest_round_ = spec_.start_round;  // every stage starts there
+  const int64_t total = total_rounds();
+  LF_CHECK(spec_.start_round >= 0 && spec_.start_round <= total, "the run resumes after round " << spec_.start_round << " of " << total);
+  std::vector<int64_t> expected(spec_.adapters.size(), 0);
+  int64_t left = spec_.start_round;
+  for (const PhaseSpec& phase : spec_.phases) {
+    const int64_t r = std::min(left, phase.rounds);
+    const auto per_round = adapter_steps_per_round(phase, spec_.adapters.size());
+    for (size_t a = 0; a < expected.size(); a++) expected[a] += r * per_round[a];
+    left -= r;
+  }
+  for (size_t a = 0; a < spec_.adapters.size(); a++) {
+    const AdapterSpec& as = spec_.adapters[a];
+    LF_CHECK(as.steps_done == expected[a], "adapter " << as.name << " resumes after " << as.steps_done << " steps, but the " << spec_.start_round << " rounds before give it " << expected[a]);
+  }
+}
+
+int64_t Trainer::total_rounds() const {
+  int64_t total = 0;
+  for (const PhaseSpec& phase : spec_.phases) total += phase.rounds;
+  return total;
+}
+
+void Trainer::request_stop() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stop_at_ >= 0) return;
+  stop_at_ = furthest_round_;
+}
+
+bool Trainer::stops_after(int64_t g) {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stop_at_ < 0 && stop_flag_ != nullptr && __atomic_load_n(stop_flag_, __ATOMIC_RELAXED) != 0) stop_at_ = furthest_round_;
+  if (stop_at_ == g) {
+    stopped_after_ = g + 1;
+    return true;
+  }
+  // In the same step as the check: a stop requested after it ends the next round, which this
+  // stage is then known to run.
+  furthest_round_ = std::max(furthest_round_, g + 1);
+  return false;
 }
 
 Trainer::~Trainer() = default;
@@ -149,17 +200,27 @@ void Trainer::contribute_norm(int s, int adapter, int64_t step) {
   reducer_.contribute(adapter, step, state.norm_terms.data(), state.norm_terms.size());
 }
 
+struct Trainer::Callbacks {
+  const std::function<void(const StepEvent&)>& step;
+  const std::function<void(CheckpointEvent&&)>& checkpoint;
+  const std::function<void(Snapshot&&)>& snapshot;
+};
+
 // Each stage adds its sites; the last to do so hands the whole adapter to on_checkpoint.
 void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
-  SiteWeights mine;
-  engines_[static_cast<size_t>(s)]->weights(adapter, mine);
+  alloc::Pause pause;
+  SiteWeights weights;
+  SiteMoments moments;
+  engines_[static_cast<size_t>(s)]->weights(adapter, weights);
+  engines_[static_cast<size_t>(s)]->moments(adapter, moments);
   CheckpointEvent done;
   {
     std::lock_guard<std::mutex> lock(checkpoint_mu_);
     auto& [arrived, event] = checkpoints_[{adapter, step}];
     event.adapter = adapter;
     event.step = step;
-    event.sites.insert(mine.begin(), mine.end());
+    event.sites.insert(weights.begin(), weights.end());
+    event.moments.insert(moments.begin(), moments.end());
     if (++arrived < static_cast<int>(stages_.size())) return;
     done = std::move(event);
     checkpoints_.erase({adapter, step});
@@ -167,23 +228,65 @@ void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, const std:
   on_checkpoint(std::move(done));
 }
 
-void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
+// Each stage adds its sites of every adapter after the round; the last to do so hands the
+// whole run's state to on_snapshot.
+void Trainer::contribute_snapshot(int s, int64_t rounds_done, bool stopped, const std::vector<int64_t>& steps, const std::function<void(Snapshot&&)>& on_snapshot) {
+  alloc::Pause pause;
+  const size_t n = spec_.adapters.size();
+  StageEngine& engine = *engines_[static_cast<size_t>(s)];
+  std::vector<SiteWeights> weights(n);
+  std::vector<SiteMoments> moments(n);
+  for (size_t a = 0; a < n; a++) {
+    engine.weights(static_cast<int>(a), weights[a]);
+    engine.moments(static_cast<int>(a), moments[a]);
+  }
+  Snapshot done;
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    auto& [arrived, snap] = snapshots_[rounds_done];
+    if (arrived == 0) {
+      snap.rounds_done = rounds_done;
+      snap.stopped = stopped;
+      snap.steps = steps;
+      snap.weights.resize(n);
+      snap.moments.resize(n);
+    }
+    for (size_t a = 0; a < n; a++) {
+      snap.weights[a].insert(weights[a].begin(), weights[a].end());
+      snap.moments[a].insert(moments[a].begin(), moments[a].end());
+    }
+    if (++arrived < static_cast<int>(stages_.size())) return;
+    done = std::move(snap);
+    snapshots_.erase(rounds_done);
+  }
+  on_snapshot(std::move(done));
+}
+
+void Trainer::worker(int s, const Callbacks& on) {
   StageState& state = *stages_[static_cast<size_t>(s)];
   StageEngine& engine = *engines_[static_cast<size_t>(s)];
   const StageSpec& ss = spec_.stages[static_cast<size_t>(s)];
   const int last = static_cast<int>(stages_.size()) - 1;
   StageTimes& times = times_[static_cast<size_t>(s)];
-  std::vector<int64_t> steps_done(spec_.adapters.size(), 0);
-  std::vector<int64_t> round_base(spec_.adapters.size(), 0);
-  std::vector<double> step_loss(spec_.adapters.size(), 0.0);
+  const size_t n_adapters = spec_.adapters.size();
+  std::vector<int64_t> steps_done(n_adapters, 0);
+  for (size_t a = 0; a < n_adapters; a++) steps_done[a] = spec_.adapters[a].steps_done;
+  std::vector<int64_t> round_base(n_adapters, 0);
+  std::vector<double> step_loss(n_adapters, 0.0);
+  const int64_t total = total_rounds();
   engine.begin();
   // From here to the end of the last round a CPU worker allocates nothing (progress reports and
-  // checkpoints aside, which pause the count).
+  // snapshots aside, which pause the count).
   alloc::count_this_thread(engine.counts_allocations());
-  for (size_t p = 0; p < spec_.phases.size(); p++) {
+  int64_t g = 0;  // the round's index over all phases
+  bool stopped = false;
+  for (size_t p = 0; p < spec_.phases.size() && !stopped; p++) {
     const PhaseSpec& phase = spec_.phases[p];
     const int64_t spr = steps_per_round(phase);
-    for (int64_t r = 0; r < phase.rounds; r++) {
+    // Rounds a resumed run has done already.
+    const int64_t skip = std::clamp<int64_t>(spec_.start_round - g, 0, phase.rounds);
+    g += skip;
+    for (int64_t r = skip; r < phase.rounds && !stopped; r++, g++) {
       std::copy(steps_done.begin(), steps_done.end(), round_base.begin());
       // Backwards still to run on this stage per (adapter, step of the round): when the last one
       // is done, the stage posts its part of the adapter's gradient norm.
@@ -253,17 +356,14 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
             const double coef = clip_coefficient(as.optimizer.clip, norm);
             const double lr = learning_rate(as.optimizer, k, as.schedule_steps);
             engine.step(a, step_scalars(as.optimizer, lr, k + 1, coef));
-            if (s == last && on_step) {
+            if (s == last && on.step) {
               alloc::Pause pause;
-              on_step(StepEvent{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)]});
+              on.step(StepEvent{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)]});
             }
             step_loss[static_cast<size_t>(a)] = 0;
             steps_done[static_cast<size_t>(a)]++;
             const int64_t done = k + 1;
-            if (on_checkpoint && as.save_every > 0 && done % as.save_every == 0 && done < as.steps) {
-              alloc::Pause pause;
-              contribute_checkpoint(s, a, done, on_checkpoint);
-            }
+            if (on.checkpoint && as.save_every > 0 && (done % as.save_every == 0 || done == as.steps)) contribute_checkpoint(s, a, done, on.checkpoint);
             break;
           }
         }
@@ -271,6 +371,17 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
         times.wait_seconds += waited;
         times.busy_seconds += took - waited;
       }
+      // The round is done on this stage: its state is the run's after round g, saved when the
+      // round took an adapter past a multiple of its save_every (not after the last round: the
+      // run's end writes the adapters themselves).
+      bool due = false;
+      for (size_t a = 0; a < n_adapters; a++) {
+        const int64_t every = spec_.adapters[a].save_every;
+        due = due || (every > 0 && steps_done[a] / every > round_base[a] / every);
+      }
+      const bool last_round = g + 1 == total;
+      stopped = !last_round && stops_after(g);
+      if (on.snapshot && ((due && !last_round) || stopped)) contribute_snapshot(s, g + 1, stopped, steps_done, on.snapshot);
     }
   }
   alloc::count_this_thread(false);
@@ -278,7 +389,8 @@ void Trainer::worker(int s, const std::function<void(const StepEvent&)>& on_step
   rendezvous_.finished(s);
 }
 
-void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
+void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint, const std::function<void(Snapshot&&)>& on_snapshot) {
+  const Callbacks on{on_step, on_checkpoint, on_snapshot};
   std::mutex failure_mu;
   std::exception_ptr failure;
   const int64_t allocations_before = alloc::counted();
@@ -286,7 +398,7 @@ void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const st
   for (size_t s = 0; s < stages_.size(); s++) {
     threads.emplace_back([&, s] {
       try {
-        worker(static_cast<int>(s), on_step, on_checkpoint);
+        worker(static_cast<int>(s), on);
       } catch (const std::exception& e) {
         alloc::count_this_thread(false);
         {

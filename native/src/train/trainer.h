@@ -46,6 +46,10 @@ struct AdapterSpec {
   OptimizerConfig optimizer;
   // Initial weights by (layer, module): A [r, in], B [out, r]. The sites it has are its targets.
   std::map<std::pair<int64_t, int>, std::pair<std::vector<float>, std::vector<float>>> init;
+  // Resuming: the optimizer moments of each site (absent: zeros), and the steps already done
+  // (what the phases before TrainSpec::start_round give the adapter).
+  std::map<std::pair<int64_t, int>, std::vector<float>> moments;
+  int64_t steps_done = 0;
   AdapterData data;
 };
 
@@ -86,6 +90,9 @@ struct TrainSpec {
   std::map<std::string, std::vector<float>> weights;  // Hugging Face names, fp32
   std::vector<AdapterSpec> adapters;
   std::vector<PhaseSpec> phases;
+  // Rounds already trained, over all phases in order (resuming from a snapshot): the run starts
+  // with the next one.
+  int64_t start_round = 0;
   int blas_threads = 1;
 };
 
@@ -95,11 +102,23 @@ struct StepEvent {
   double loss, lr, grad_norm, tokens;
 };
 
-// An adapter's weights after a step, gathered from every stage, for a checkpoint.
+// An adapter after a step, gathered from every stage: a checkpoint of it (weights and optimizer
+// moments), every save_every steps and after its last.
 struct CheckpointEvent {
   int adapter;
   int64_t step;  // 1-based
   SiteWeights sites;
+  SiteMoments moments;
+};
+
+// The whole run's state at a round boundary, gathered from every stage: what a resumed run
+// starts from (TrainSpec::start_round, AdapterSpec::init, moments, steps_done).
+struct Snapshot {
+  int64_t rounds_done = 0;          // over all phases
+  bool stopped = false;             // the run stops here (request_stop)
+  std::vector<int64_t> steps;       // by adapter: steps done
+  std::vector<SiteWeights> weights;  // by adapter
+  std::vector<SiteMoments> moments;  // by adapter
 };
 
 struct StageTimes {
@@ -113,9 +132,22 @@ class Trainer {
   explicit Trainer(TrainSpec spec, const MakeStageEngines& make_stages = {});
   ~Trainer();
 
-  // Runs every phase to the end; throws the first stage failure (the others are stopped).
-  // on_checkpoint gets each adapter's weights every save_every steps (not after the last step).
-  void run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint = {});
+  // Runs every phase to the end (or to a requested stop); throws the first stage failure (the
+  // others are stopped). on_checkpoint gets an adapter every save_every of its steps and after
+  // its last; on_snapshot the run's state after each round (but the last) in which an adapter
+  // passed a multiple of its save_every, and after the round a stop ends.
+  void run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint = {},
+           const std::function<void(Snapshot&&)>& on_snapshot = {});
+
+  // Any thread: the stages finish the round the furthest of them is in, the run's state is
+  // snapshotted, and run returns. Rounds are the schedule's closed units (no micro-batch crosses
+  // one), so that state is exactly an uninterrupted run's at that point.
+  void request_stop();
+  // A flag another thread sets (JavaScript's Int32Array), read at round ends: non-zero is request_stop.
+  void watch_stop_flag(const int32_t* flag) { stop_flag_ = flag; }
+  // Rounds done when run returned after a stop; -1 when it ran to the end.
+  int64_t stopped_after() const { return stopped_after_; }
+  int64_t total_rounds() const;
 
   // The adapter's LoRA weights now, gathered from the stages: (layer, module) -> (A, B).
   SiteWeights adapter_weights(int adapter) const;
@@ -129,9 +161,13 @@ class Trainer {
  private:
   struct StageState;
 
-  void worker(int stage, const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
+  struct Callbacks;
+  void worker(int stage, const Callbacks& on);
   void contribute_norm(int stage, int adapter, int64_t step);
   void contribute_checkpoint(int stage, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
+  void contribute_snapshot(int stage, int64_t rounds_done, bool stopped, const std::vector<int64_t>& steps, const std::function<void(Snapshot&&)>& on_snapshot);
+  // At the end of round g (global): whether the run stops here; otherwise round g + 1 is registered as started.
+  bool stops_after(int64_t g);
   void build_rows(MicroBatchRows& rows, const PhaseSpec& phase, int mb, const std::vector<int64_t>& steps_done, const std::vector<int64_t>& round_base) const;
 
   TrainSpec spec_;
@@ -139,7 +175,14 @@ class Trainer {
   int64_t loop_allocations_ = 0;
   std::vector<StageTimes> times_;
   std::mutex checkpoint_mu_;
-  std::map<std::pair<int, int64_t>, std::pair<int, CheckpointEvent>> checkpoints_;  // (adapter, step) -> (stages in, weights)
+  std::map<std::pair<int, int64_t>, std::pair<int, CheckpointEvent>> checkpoints_;  // (adapter, step) -> (stages in, state)
+  std::mutex snapshot_mu_;
+  std::map<int64_t, std::pair<int, Snapshot>> snapshots_;  // rounds done -> (stages in, state)
+  std::mutex stop_mu_;
+  int64_t furthest_round_ = -1;  // the furthest round any stage has started
+  int64_t stop_at_ = -1;         // the last round to run, once a stop is requested
+  int64_t stopped_after_ = -1;
+  const int32_t* stop_flag_ = nullptr;
   Rendezvous rendezvous_;  // before the reducer and the engines, which wait through it
   StageReducer reducer_;
   std::vector<std::unique_ptr<StageEngine>> engines_;  // by stage
