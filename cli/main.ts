@@ -3,6 +3,7 @@ import { PASS_NAMES, VERSION } from "../compiler/index.js";
 import { compileCommand, type CompileFlags } from "./commands/compile.js";
 import { dataCommand, type DataFlags } from "./commands/data.js";
 import { evalCommand, type EvalFlags } from "./commands/eval.js";
+import { generateCommand, type GenerateFlags } from "./commands/generate.js";
 import { runCommand, type RunFlags } from "./commands/run.js";
 import { guardOutput, printError } from "./output.js";
 
@@ -12,6 +13,12 @@ function wholeNumber(min: number) {
     if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number >= ${min}`);
     return n;
   };
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError("expected a number >= 0");
+  return n;
 }
 
 function stagesArgument(value: string): number | "auto" {
@@ -79,6 +86,21 @@ export function main(argv: string[]): void {
     .option("--json", "print {\"loss\": ..., \"tokens\": ...}")
     .action((flags: EvalFlags) => {
       process.exitCode = evalCommand(flags);
+    });
+
+  program
+    .command("generate")
+    .description("continue a prompt or a conversation with a model (and a PEFT adapter), greedy or sampled, printing tokens as they come")
+    .requiredOption("--model <dir>", "a Hugging Face model folder (config.json, weights, tokenizer.json)")
+    .option("--adapter <dir>", "a PEFT LoRA adapter folder")
+    .option("--prompt <text>", "the text to continue")
+    .option("--chat <json>", 'a conversation, [{"role": "user", "content": "..."}], rendered with the chat template')
+    .option("--max-tokens <n>", "new tokens at most (default 128)", wholeNumber(1))
+    .option("--temperature <t>", "0: greedy (default); above: sampled", nonNegative)
+    .option("--top-p <p>", "nucleus sampling: keep the most likely tokens up to this probability (default 1)", nonNegative)
+    .option("--seed <n>", "seed of the sampling", wholeNumber(0))
+    .action((flags: GenerateFlags) => {
+      process.exitCode = generateCommand(flags);
     });
 
   program.parseAsync(argv).catch((e: unknown) => {

@@ -19,6 +19,7 @@ Napi::Value RunOp(const Napi::CallbackInfo& info);
 Napi::Value ModelGrad(const Napi::CallbackInfo& info);
 Napi::Value Train(const Napi::CallbackInfo& info);
 Napi::Value ExchangePaths(const Napi::CallbackInfo& info);
+Napi::Function GeneratorClass(Napi::Env env);
 }
 
 namespace {
@@ -85,6 +86,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("modelGrad", Napi::Function::New(env, loraflow::ModelGrad, "modelGrad"));
   exports.Set("train", Napi::Function::New(env, loraflow::Train, "train"));
   exports.Set("exchangePaths", Napi::Function::New(env, loraflow::ExchangePaths, "exchangePaths"));
+  exports.Set("Generator", loraflow::GeneratorClass(env));
   return exports;
 }
 
