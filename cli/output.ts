@@ -37,3 +37,16 @@ function write(name: "stdout" | "stderr", text: string): void {
 export const print = (text: string): void => write("stdout", text);
 /** To standard error. */
 export const printError = (text: string): void => write("stderr", text);
+
+/**
+ * To standard output, with terminal control sequences of loraflow's own (`controls`, written as
+ * they are) between texts that are escaped as print escapes them: for the live progress lines.
+ */
+export function printLive(parts: { control?: string; text?: string }[]): void {
+  if (closed.stdout) return;
+  try {
+    process.stdout.write(parts.map((p) => (p.control ?? "") + escapeControl(p.text ?? "")).join(""));
+  } catch {
+    closed.stdout = true;
+  }
+}

@@ -16,7 +16,9 @@ export { planModule } from "./emit/plan-ts.js";
 // The tensors a plan's model has (names, shapes, LoRA sites): part of the plan contract, so the
 // runtime reads them here rather than re-deriving them.
 export { loraShapes, loraTensorProblems, MODULE_PARENT, peftKey, TARGET_MODULES, targetModules, weightShapes, type TargetModule, type TargetModuleName } from "./models/llama.js";
-export type { Trace, TraceEvent } from "./emit/trace.js";
+// The trace's layout, for the runtime's measured trace beside the compiler's predicted one.
+export { scheduleTrace, type Trace, type TraceEvent } from "./emit/trace.js";
+export type { Timeline, TimelineEvent, TransferEvent, WaitEvent } from "./simulate/simulate.js";
 export { planMemory } from "./plan/memory.js";
 export { formatPlanJson } from "./plan/format.js";
 export { lowerPlanPrograms, programsMemory } from "./programs/memory.js";

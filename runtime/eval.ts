@@ -6,7 +6,8 @@ import { loadNative } from "./native.js";
 import { checkMemory } from "./memory-need.js";
 import { resolveInPlan } from "./plan-paths.js";
 import { loadBaseWeights } from "./weights/base-weights.js";
-import { loadLora } from "./weights/lora.js";
+import { loadLora, type LoraSites } from "./weights/lora.js";
+import type { Example } from "./data/examples.js";
 
 export interface EvalResult {
   /** Mean cross-entropy over the counted tokens (Hugging Face's causal-LM loss). */
@@ -26,7 +27,6 @@ const SEQUENCES_PER_CALL = 4;
  * alone), in order.
  */
 export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
-  const native = loadNative();
   const adapter = plan.adapters[0];
   if (!adapter) throw new RunError("dataInvalid", "plan has no adapter naming the data to evaluate");
   const dataFile = adapterDataFile(planDir, adapter);
@@ -37,12 +37,23 @@ export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
     if (e instanceof RunError && e.kind === "dataInvalid" && /has a counted token/.test(e.message)) throw new RunError("noTokens", `${e.message}: there is nothing to evaluate`);
     throw e;
   }
-  const s = buildSequences(data.train, adapter.seqLen, true);
-  if (!s.targets.some((t) => t >= 0)) throw new RunError("noTokens", `${dataFile}: no example has a counted label: there is nothing to evaluate`);
   checkMemory(plan);
   const weights = loadBaseWeights(plan, planDir);
   const sites = adapter.init === null ? {} : loadLora(resolveInPlan(planDir, adapter.init), plan, adapter);
+  const { loss, tokens } = examplesLoss(plan, weights, adapter, sites, data.train);
+  if (tokens === 0) throw new RunError("noTokens", `${dataFile}: no example has a counted label: there is nothing to evaluate`);
+  if (!Number.isFinite(loss)) throw new RunError("diverged", `the loss is ${loss}: the model's weights${adapter.init === null ? "" : " or the adapter's"} give non-finite logits`);
+  return { loss, tokens, truncated: data.stats.truncated };
+}
 
+/**
+ * The mean loss of examples under base weights and an adapter's sites: every example once,
+ * packed into the adapter's seq_len (a packed example computes exactly what it would alone), in
+ * one engine call that copies the weights once. Returns the counted tokens with it.
+ */
+export function examplesLoss(plan: Plan, weights: Map<string, Float32Array>, adapter: Plan["adapters"][number], sites: LoraSites, examples: Example[]): { loss: number; tokens: number } {
+  const native = loadNative();
+  const s = buildSequences(examples, adapter.seqLen, true);
   let tokens = 0;
   const L = s.seqLen;
   const microBatches = [];
@@ -62,7 +73,7 @@ export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
       parts: [{ adapter: 0, row0: 0, rows, gradScale: 1 }],
     });
   }
-  // One call: the engine copies the weights once and runs the micro-batches one after another.
+  if (tokens === 0) return { loss: NaN, tokens };
   const sum = native.modelGrad({
     config: plan.model.config,
     weights: Object.fromEntries(weights),
@@ -72,7 +83,5 @@ export function evaluatePlan(plan: Plan, planDir: string): EvalResult {
     precision: "float",
     backward: false,
   }).loss;
-  const loss = sum / tokens;
-  if (!Number.isFinite(loss)) throw new RunError("diverged", `the loss is ${loss}: the model's weights${adapter.init === null ? "" : " or the adapter's"} give non-finite logits`);
-  return { loss, tokens, truncated: data.stats.truncated };
+  return { loss: sum / tokens, tokens };
 }

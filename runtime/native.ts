@@ -38,12 +38,18 @@ export interface StepEvent {
   lr: number;
   gradNorm: number;
   tokens: number;
+  /** By stage: busy and waiting seconds so far. */
+  busy: number[];
+  wait: number[];
 }
 
 /** An adapter after a step: every save_every steps and after its last. */
 export interface CheckpointEvent {
   adapter: number;
   step: number;
+  /** Due a checkpoint (save_every), an evaluation of the held-out examples (eval_every), or both. */
+  save: boolean;
+  evaluate: boolean;
   sites: Record<string, { A: Float32Array; B: Float32Array }>;
   moments: Record<string, Float32Array>;
 }
@@ -61,7 +67,15 @@ export interface SnapshotEvent {
 export interface TrainResult {
   adapters: Record<string, { A: Float32Array; B: Float32Array }>[];
   /** Per stage: busy and waiting time, and the three arenas it allocated (bytes). */
-  stages: { busySeconds: number; waitSeconds: number; weightBytes: number; adapterBytes: number; activationBytes: number }[];
+  stages: {
+    busySeconds: number;
+    waitSeconds: number;
+    weightBytes: number;
+    adapterBytes: number;
+    activationBytes: number;
+    /** The first traced rounds' actions: [op, mb, channel, peer, round, start, waited, end] each, seconds since the run started. */
+    trace: Float64Array;
+  }[];
   /** Heap allocations the stage workers made inside the training loop: 0, or -1 where the build cannot count them (sanitized). */
   loopAllocations: number;
   /** Rounds done when the run was stopped; -1 when it ran to its end. */

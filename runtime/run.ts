@@ -5,6 +5,10 @@ import * as path from "node:path";
 import { encodeOptimizerState, type SiteMoments } from "./checkpoint/optimizer-state.js";
 import { readResumeState, runIdentity, trainerState, writeResumeState, type ResumeState } from "./checkpoint/resume-state.js";
 import { adapterDataFile, adapterDataset, planTokenizer } from "./data/adapter-data.js";
+import type { Example } from "./data/examples.js";
+import { examplesLoss } from "./eval.js";
+import { measuredTrace, TRACED_ROUNDS } from "./measured-trace.js";
+import { writeFileDurably } from "./output/atomic.js";
 import { RunError } from "./errors.js";
 import { actionCodes, truncatePhases } from "./lower-plan.js";
 import { checkMemory, cpuPrograms } from "./memory-need.js";
@@ -21,7 +25,14 @@ export interface StepReport {
   loss: number;
   lr: number;
   gradNorm: number;
+  /** Counted tokens of the step (the loss's denominator). */
   tokens: number;
+  /** Tokens the step trained on, counted or not (batch x seq_len). */
+  rows: number;
+  /** Seconds since training started. */
+  seconds: number;
+  /** By stage: busy and waiting seconds so far. */
+  stages: { busy: number; wait: number }[];
 }
 
 /** Something the run reports and goes on from: a code from the catalog and a message. */
@@ -36,6 +47,8 @@ export interface RunOptions {
   /** BLAS threads per stage worker (OpenBLAS builds only). */
   threads?: number;
   onStep?: (report: StepReport) => void;
+  /** The held-out examples' mean loss (eval_split), every eval_every steps and after the last. */
+  onEval?: (report: { adapter: string; step: number; loss: number; tokens: number }) => void;
   /** A checkpoint was written (its folder, which moves into the out folder when the run ends). */
   onCheckpoint?: (adapter: string, step: number, dir: string) => void;
   /** The run's state was written after a round: what `resume` continues from. */
@@ -64,6 +77,8 @@ export interface RunResult {
   stopped?: { roundsDone: number; totalRounds: number; state: string | undefined };
   /** The state a resumed run started from. */
   resumedFrom?: { dir: string; roundsDone: number };
+  /** trace.run.json: the first rounds as the engine ran them (a run that started at the beginning and saves). */
+  trace?: string;
   stages: TrainResult["stages"];
   /** Heap allocations inside the engine's training loop: 0 (-1 where the build cannot count them). */
   loopAllocations: number;
@@ -125,7 +140,7 @@ export function runInputs(plan: Plan, planDir: string): string[] {
  * Each adapter as the engine takes it: its settings, initial LoRA weights and tokenised data in
  * step order; resuming, the weights, optimizer moments and steps done of the state it resumes.
  */
-export function engineAdapters(plan: Plan, planDir: string, steps: number[], options: Pick<RunOptions, "onWarning"> = {}, resume?: ResumeState) {
+export function engineAdapters(plan: Plan, planDir: string, steps: number[], options: Pick<RunOptions, "onWarning"> = {}, resume?: ResumeState, heldOut: Example[][] = []) {
   checkData(plan, planDir);
   return plan.adapters.map((a, i) => {
     const dataFile = adapterDataFile(planDir, a);
@@ -136,6 +151,7 @@ export function engineAdapters(plan: Plan, planDir: string, steps: number[], opt
     }
     if (dropped > 0) warn(options, "LF6103", `adapter "${a.name}": ${plural(dropped, "example has", "examples have")} no counted token${truncated > 0 ? " once cut to seq_len" : ""} and ${dropped === 1 ? "was" : "were"} left out (${dataFile})`);
     if (skipped > 0) warn(options, "LF6104", `adapter "${a.name}": ${plural(skipped, "bad line was", "bad lines were")} skipped: ${data.skippedExamples.join("; ")}${skipped > data.skippedExamples.length ? "; ..." : ""}`);
+    heldOut[i] = data.eval;
     const sequences = buildSequences(data.train, a.seqLen, a.pack);
     const { order, stepTokens } = stepOrder(sequences, steps[i]!, a.batch, a.seed);
     const sites = resume !== undefined ? resume.weights[i]! : a.init === null ? initLora(plan, a) : loadLora(resolveInPlan(planDir, a.init), plan, a);
@@ -149,6 +165,8 @@ export function engineAdapters(plan: Plan, planDir: string, steps: number[], opt
       steps: steps[i]!,
       scheduleSteps: a.steps,
       saveEvery: a.saveEvery,
+      // The held-out loss every eval_every steps and after the last (or after the last alone).
+      evalEvery: data.eval.length === 0 ? 0 : a.data.evalEvery > 0 ? a.data.evalEvery : steps[i]!,
       batch: a.batch,
       microBatch: a.microBatch,
       optimizer: a.optimizer,
@@ -215,7 +233,8 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
   const resume = options.resume ? readResumeState(planDir, plan, identity) : undefined;
 
   // Data and adapters first: they are cheap to check, the base weights are not.
-  const adapters = engineAdapters(plan, planDir, steps, options, resume);
+  const heldOut: Example[][] = [];
+  const adapters = engineAdapters(plan, planDir, steps, options, resume, heldOut);
 
   // Out folders before the weights: an out that cannot be written fails before the slow part.
   const save = options.save !== false;
@@ -270,6 +289,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         adapters,
         phases: enginePhases(phases, microBatches),
         ...(resume !== undefined && { startRound: resume.roundsDone }),
+        traceRounds: TRACED_ROUNDS,
         blasThreads: options.threads ?? 1,
       },
       guarded((e) => {
@@ -280,11 +300,18 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
           const row = { adapter: a.name, step: e.step, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens: a.batch * a.seqLen, counted_tokens: e.tokens, seconds: (performance.now() - started) / 1000 };
           fs.writeSync(metrics, JSON.stringify(row) + "\n");
         }
-        options.onStep?.({ adapter: plan.adapters[e.adapter]!.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens });
+        const a = plan.adapters[e.adapter]!;
+        const stageTimes = e.busy.map((busy, s) => ({ busy, wait: e.wait[s]! }));
+        options.onStep?.({ adapter: a.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens, rows: a.batch * a.seqLen, seconds: (performance.now() - started) / 1000, stages: stageTimes });
       }),
       (c) => {
-        if (!save) return;
         const a = plan.adapters[c.adapter]!;
+        if (c.evaluate) {
+          const { loss, tokens } = examplesLoss(plan, weights, a, c.sites, heldOut[c.adapter]!);
+          if (metrics !== undefined) fs.writeSync(metrics, JSON.stringify({ adapter: a.name, step: c.step, eval_loss: loss, eval_tokens: tokens, seconds: (performance.now() - started) / 1000 }) + "\n");
+          guarded(options.onEval ?? (() => {}))({ adapter: a.name, step: c.step, loss, tokens });
+        }
+        if (!save || !c.save) return;
         // A checkpoint that cannot be written is reported; training and the final save go on.
         let dir: string;
         try {
@@ -354,7 +381,18 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
     return { name: a.name, out: save ? outputs[i]!.target : resolveInPlan(planDir, a.out), steps: steps[i]!, loss: lastLoss[i]!, sites };
   });
   if (failures.length > 0) throw new RunError(failures[0]!.kind, failures.map((f) => f.message).join("\n"));
-  return { adapters: out, ...summary };
+  // The measured first rounds beside the compiler's predicted trace.json, in its layout.
+  let trace: string | undefined;
+  if (save && resume === undefined && result.stages.some((s) => s.trace.length > 0)) {
+    trace = path.join(planDir, "trace.run.json");
+    try {
+      writeFileDurably(trace, JSON.stringify(measuredTrace(plan, result.stages)) + "\n");
+    } catch (e) {
+      warn(options, "LF6005", `${trace} was not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      trace = undefined;
+    }
+  }
+  return { adapters: out, ...summary, ...(trace !== undefined && { trace }) };
 }
 
 const totalRounds = (phases: Plan["schedule"]["phases"]) => phases.reduce((n, p) => n + p.rounds, 0);

@@ -1,12 +1,13 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { formatDiagnostics, readPlan, type Plan } from "../../compiler/index.js";
+import { formatDiagnostics, readPlan, SummarySchema, type Plan } from "../../compiler/index.js";
 import { formatBytes } from "../../dsl/index.js";
 import { RunError } from "../../runtime/errors.js";
 import { loadNative } from "../../runtime/native.js";
 import { writeEngineRun } from "../../runtime/engine-run.js";
 import { runPlan } from "../../runtime/run.js";
 import { print, printError } from "../output.js";
+import { Progress } from "../progress.js";
 import { readTextOrReport } from "../read-text.js";
 import { compileToDir } from "./compile.js";
 
@@ -62,6 +63,17 @@ function chooseBackend(flag: string, plan: Plan): { backend: Backend; note?: str
   if (problem === undefined) return { backend: flag === "cuda-emulated" ? "cuda-emulated" : "cuda" };
   if (flag === "auto") return { backend: "cpu", note: `training on the CPU engine: the CUDA backend cannot run here (${problem})` };
   return { problem: `--backend ${flag}: ${problem}` };
+}
+
+/** Each stage's idle fraction as the compiler's simulation predicts it (summary.json beside the plan), if there. */
+function predictedIdle(dir: string): number[] | undefined {
+  try {
+    const summary = SummarySchema.parse(JSON.parse(fs.readFileSync(path.join(dir, "summary.json"), "utf8")));
+    if (!(summary.makespanSeconds > 0)) return undefined;
+    return summary.stages.map((s) => 1 - s.busySeconds / summary.makespanSeconds);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A RunError is printed with its code (exit status 1); anything else is a bug, and propagates. */
@@ -128,6 +140,8 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  // Live lines on a terminal; a log line per step anywhere else.
+  const progress = new Progress(plan.adapters.map((a) => a.name), process.stdout.isTTY === true && process.env["TERM"] !== "dumb");
   try {
     if (flags.resume) print(`resuming from ${shown(path.join(dir, "resume"))}\n`);
     const result = await runPlan(plan, dir, {
@@ -136,15 +150,13 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
       ...(flags.resume && { resume: true }),
       ...(flags.maxSteps !== undefined && { maxSteps: flags.maxSteps }),
       ...(flags.threads !== undefined && { threads: flags.threads }),
-      onStep: (s) => {
-        print(
-          `  ${s.adapter.padEnd(width)}  step ${String(s.step).padStart(String(s.steps).length)}/${s.steps}  loss ${s.loss.toFixed(4)}  lr ${s.lr.toExponential(2)}  grad norm ${s.gradNorm.toFixed(3)}\n`,
-        );
-      },
-      onCheckpoint: (adapter, step, at) => print(`  ${adapter.padEnd(width)}  checkpoint ${step} in ${shown(at)} (it joins the out folder when the run ends)\n`),
-      onSaved: (s) => print(`  run state after round ${s.roundsDone}/${s.totalRounds} in ${shown(s.dir)}\n`),
+      onStep: (s) => progress.step(s),
+      onCheckpoint: (adapter, step, at) => progress.message(`  ${adapter.padEnd(width)}  checkpoint ${step} in ${shown(at)} (it joins the out folder when the run ends)\n`),
+      onEval: (e) => progress.message(`  ${e.adapter.padEnd(width)}  held-out loss after step ${e.step}: ${e.loss.toFixed(4)} over ${e.tokens} tokens\n`),
+      onSaved: (s) => progress.message(`  run state after round ${s.roundsDone}/${s.totalRounds} in ${shown(s.dir)}\n`),
       onWarning: (w) => printError(`loraflow: warning ${w.code}: ${w.message}\n`),
     });
+    progress.done();
     if (result.resumedFrom) print(`resumed after round ${result.resumedFrom.roundsDone} (${shown(result.resumedFrom.dir)})\n`);
     if (result.stopped) {
       const { roundsDone, totalRounds, state } = result.stopped;
@@ -153,13 +165,17 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
       return signal === "SIGTERM" ? 143 : 130;
     }
     print(`${result.tokens} tokens in ${result.seconds.toFixed(2)} s (${Math.round(result.tokens / result.seconds)} tokens/s)\n`);
+    const predicted = predictedIdle(dir);
     result.stages.forEach((s, i) => {
       const total = s.busySeconds + s.waitSeconds;
+      const p = predicted?.[i];
       print(
-        `  stage ${i}: busy ${s.busySeconds.toFixed(2)} s, waiting ${s.waitSeconds.toFixed(2)} s (${total > 0 ? ((100 * s.waitSeconds) / total).toFixed(0) : 0}%), ` +
+        `  stage ${i}: busy ${s.busySeconds.toFixed(2)} s, waiting ${s.waitSeconds.toFixed(2)} s (${total > 0 ? ((100 * s.waitSeconds) / total).toFixed(0) : 0}% idle` +
+          `${p === undefined ? "" : `; the plan predicts ${(100 * p).toFixed(0)}%`}), ` +
           `weights ${formatBytes(s.weightBytes)}, adapters ${formatBytes(s.adapterBytes)}, activations ${formatBytes(s.activationBytes)}\n`,
       );
     });
+    if (result.trace !== undefined) print(`wrote ${shown(result.trace)}: the first rounds as they ran, beside the plan's trace.json\n`);
     for (const a of result.adapters) print(`wrote ${shown(a.out)} (${a.steps} steps, last loss ${Number.isNaN(a.loss) ? "-" : a.loss.toFixed(4)})\n`);
     return 0;
   } catch (e) {

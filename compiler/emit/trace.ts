@@ -36,7 +36,7 @@ const us = (seconds: number) => Math.round(seconds * 1e9) / 1e3;
 /** A duration from rounded ends, so that back-to-back slices meet rather than overlap. */
 const span = (start: number, end: number) => Math.round((us(end) - us(start)) * 1e3) / 1e3;
 
-export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
+export function scheduleTrace(plan: Plan, timeline: Timeline, covers = "the first rounds of the first phase, as the simulator ran them"): Trace {
   const name = (a: number) => plan.adapters[a]?.name ?? `adapter ${a}`;
   const events: TraceEvent[] = [];
   // A thread per link direction: the simulator puts one message at a time on each.
@@ -101,7 +101,7 @@ export function scheduleTrace(plan: Plan, timeline: Timeline): Trace {
     displayTimeUnit: "ms",
     otherData: {
       schedule: plan.schedule.name,
-      covers: "the first rounds of the first phase, as the simulator ran them",
+      covers,
     },
   };
 }

@@ -17,7 +17,7 @@ export const CHECKPOINT_EXTRA_FILES = ["optimizer.safetensors", "trainer_state.j
 export const OPTIMIZER_MARK = { key: "loraflow", value: "optimizer" } as const;
 
 /** The files `loraflow run` appends to in a plan's folder: every step's figures, at full precision. */
-export const RUN_LOG_FILES = ["metrics.jsonl"] as const;
+export const RUN_LOG_FILES = ["metrics.jsonl", "trace.run.json"] as const;
 
 /** The files `loraflow compile` writes into its folder. */
 export const COMPILE_FILES = ["plan.json", "summary.json", "plan.ts", "schedule.svg", "trace.json", "report.html"] as const;
@@ -129,7 +129,8 @@ export function folderOwnership(dir: string, compileFolder = false): Ownership {
     const full = path.join(dir, e.name);
     if (leftoverOf(dir, e.name)) continue;
     if (compileFolder && (COMPILE_FILES as readonly string[]).includes(e.name) && e.isFile()) continue;
-    if (compileFolder && (RUN_LOG_FILES as readonly string[]).includes(e.name) && e.isFile() && isMetricsLog(full)) continue;
+    if (compileFolder && e.name === RUN_LOG_FILES[0] && e.isFile() && isMetricsLog(full)) continue;
+    if (compileFolder && e.name === RUN_LOG_FILES[1] && e.isFile() && isTrace(full)) continue;
     if (compileFolder && (e.name === "inputs" || e.name === "outputs") && e.isDirectory() && onlyLinks(full)) continue;
     if (compileFolder && e.name === "resume" && e.isDirectory() && !e.isSymbolicLink() && resumeFolderOwnership(full).owned) continue;
     if (e.isDirectory() && !e.isSymbolicLink() && folderOwnership(full).owned) continue;
@@ -185,6 +186,16 @@ function isMetricsLog(file: string): boolean {
         return false;
       }
     });
+}
+
+/** A Chrome trace loraflow wrote (runtime/measured-trace.ts). */
+function isTrace(file: string): boolean {
+  try {
+    const t = JSON.parse(fs.readFileSync(file, "utf8")) as { traceEvents?: unknown; otherData?: { covers?: unknown } };
+    return Array.isArray(t.traceEvents) && typeof t.otherData?.covers === "string";
+  } catch {
+    return false;
+  }
 }
 
 function isResumeRun(file: string): boolean {

@@ -44,6 +44,29 @@ describe("loraflow run", () => {
     expect(fs.readdirSync(path.join(work, "out/tiny/adapters/count")).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
   });
 
+  it("writes the measured first rounds (trace.run.json) in the layout of the predicted trace.json, each stage's idle beside the plan's prediction, and metrics.jsonl", () => {
+    const r = loraflow("run", "examples/tiny.lf", "--max-steps", "3", "-o", "out/traced");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/stage 0: busy [\d.]+ s, waiting [\d.]+ s \(\d+% idle; the plan predicts \d+%\)/);
+    expect(r.stdout).toContain("wrote out/traced/trace.run.json: the first rounds as they ran, beside the plan's trace.json");
+    type Event = { cat?: string; ph: string; pid: number; tid: number; ts?: number; dur?: number; name: string };
+    const read = (f: string) => JSON.parse(fs.readFileSync(path.join(work, "out/traced", f), "utf8")) as { traceEvents: Event[]; otherData: Record<string, string> };
+    const measured = read("trace.run.json");
+    const predicted = read("trace.json");
+    const kinds = (t: { traceEvents: Event[] }) => t.traceEvents.filter((e) => e.cat !== "idle").map((e) => `${e.ph} ${e.cat ?? ""} ${e.pid} ${e.tid} ${e.name}`).sort();
+    // The same slices, messages and arrows; only times (and so the waits) differ.
+    expect(kinds(measured)).toEqual(kinds(predicted));
+    expect(measured.otherData["covers"]).toBe("the first 2 rounds of the first phase, as the engine ran them");
+    // On each stage's compute thread, slices follow one another.
+    for (const pid of [0, 1]) {
+      const slices = measured.traceEvents.filter((e) => e.ph === "X" && e.pid === pid && e.tid === 0).sort((x, y) => x.ts! - y.ts!);
+      slices.forEach((e, i) => i > 0 && expect(e.ts!).toBeGreaterThanOrEqual(slices[i - 1]!.ts! + slices[i - 1]!.dur! - 1e-3));
+    }
+    const metrics = fs.readFileSync(path.join(work, "out/traced/metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(metrics).toHaveLength(6);
+    expect(metrics[0]).toEqual({ adapter: expect.any(String), step: 1, loss: expect.any(Number), lr: expect.any(Number), grad_norm: expect.any(Number), tokens: expect.any(Number), counted_tokens: expect.any(Number), seconds: expect.any(Number) });
+  });
+
   it("runs a compiled plan folder", () => {
     const r = loraflow("run", "out/tiny", "--max-steps", "1", "--threads", "1");
     expect(r.code).toBe(0);

@@ -219,3 +219,32 @@ describe("bad data: file:line, or skipped and counted", () => {
     expect(r.skippedExamples[1]).toMatch(/:3: `prompt` is /);
   });
 });
+
+describe("the held-out split during training", () => {
+  it("is evaluated every eval_every steps and after the last, with the weights of that step, and logged in metrics.jsonl", async () => {
+    const { runPlan } = await import("../../runtime/run.js");
+    const { compileOrThrow } = await import("../helpers/train-job.js");
+    const { examplesLoss } = await import("../../runtime/eval.js");
+    const { loadBaseWeights } = await import("../../runtime/weights/base-weights.js");
+    const rows = Array.from({ length: 24 }, (_, i) => ({ prompt: `Add ${i % 10} and ${i % 7}:`, completion: ` ${(i % 10) + (i % 7)}` }));
+    const file = path.join(dir, "held.jsonl");
+    fs.writeFileSync(file, rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const job = `model m { arch llama layers 2 hidden 16 heads 4 kv_heads 2 ffn 32 vocab 400 max_seq 64 dtype fp32 seed 3 tokenizer "small" }
+adapter a { rank 2 targets q_proj v_proj data "held.jsonl" format completion seq_len 32 batch 4 steps 7 eval_split 0.25 eval_every 3 optimizer adamw { lr 1e-2 } }
+cluster c { gpu cpu gpus 2 }
+plan { schedule 1f1b stages 2 }`;
+    const planDir = path.join(dir, "held-plan");
+    const plan = compileOrThrow(job, { baseDir: dir, planDir });
+    const evals: { step: number; loss: number; tokens: number }[] = [];
+    const run = await runPlan(plan, planDir, { onEval: (e) => evals.push(e) });
+    expect(evals.map((e) => e.step)).toEqual([3, 6, 7]);
+    expect(evals.every((e) => Number.isFinite(e.loss) && e.tokens > 0)).toBe(true);
+    // The last is the trained adapter's loss on the 6 held-out examples.
+    const heldOut = readDataset({ file, format: "completion", seqLen: 32, vocab: 400, tokenizer: small, skipBadLines: false, evalSplit: 0.25, seed: 0 }).eval;
+    expect(heldOut).toHaveLength(6);
+    expect(evals[2]!.loss).toBe(examplesLoss(plan, loadBaseWeights(plan, planDir), plan.adapters[0]!, run.adapters[0]!.sites, heldOut).loss);
+    const logged = fs.readFileSync(path.join(planDir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.filter((r) => "eval_loss" in r).map((r) => r["step"])).toEqual([3, 6, 7]);
+    expect(logged.filter((r) => "loss" in r)).toHaveLength(7);
+  });
+});

@@ -116,6 +116,13 @@ class TrainWorker : public Napi::AsyncWorker {
               o.Set("lr", ev->lr);
               o.Set("gradNorm", ev->grad_norm);
               o.Set("tokens", ev->tokens);
+              Napi::Array busy = Napi::Array::New(env, ev->busy.size()), wait = Napi::Array::New(env, ev->wait.size());
+              for (size_t s = 0; s < ev->busy.size(); s++) {
+                busy.Set(static_cast<uint32_t>(s), ev->busy[s]);
+                wait.Set(static_cast<uint32_t>(s), ev->wait[s]);
+              }
+              o.Set("busy", busy);
+              o.Set("wait", wait);
               delete ev;
               call_safely(fn, o);
             }) != napi_ok) {
@@ -128,6 +135,8 @@ class TrainWorker : public Napi::AsyncWorker {
               Napi::Object o = Napi::Object::New(env);
               o.Set("adapter", ev->adapter);
               o.Set("step", static_cast<double>(ev->step));
+              o.Set("save", ev->save);
+              o.Set("evaluate", ev->evaluate);
               o.Set("sites", sites_to_js(env, ev->sites));
               o.Set("moments", moments_to_js(env, ev->moments));
               delete ev;
@@ -179,6 +188,14 @@ class TrainWorker : public Napi::AsyncWorker {
       so.Set("weightBytes", static_cast<double>(times[s].weight_bytes));
       so.Set("adapterBytes", static_cast<double>(times[s].adapter_bytes));
       so.Set("activationBytes", static_cast<double>(times[s].activation_bytes));
+      // [op, mb, channel, peer, round, start, waited, end] per traced action.
+      auto trace = Napi::Float64Array::New(env, times[s].trace.size() * 8);
+      for (size_t i = 0; i < times[s].trace.size(); i++) {
+        const TracedAction& t = times[s].trace[i];
+        const double row[8] = {static_cast<double>(t.action.op), static_cast<double>(t.action.mb), static_cast<double>(t.action.what), static_cast<double>(t.action.peer), static_cast<double>(t.round), t.start, t.waited, t.end};
+        std::copy(row, row + 8, trace.Data() + i * 8);
+      }
+      so.Set("trace", trace);
       stages.Set(static_cast<uint32_t>(s), so);
     }
     result.Set("stages", stages);

@@ -44,6 +44,8 @@ AdapterSpec read_adapter(Value& o, const LlamaConfig& c, size_t index) {
   a.steps = integer(o, "steps", w);
   a.schedule_steps = integer(o, "scheduleSteps", w);
   a.save_every = o.has("saveEvery") ? integer(o, "saveEvery", w) : 0;
+  a.eval_every = o.has("evalEvery") ? integer(o, "evalEvery", w) : 0;
+  LF_CHECK(a.eval_every >= 0, w << ": evalEvery " << a.eval_every);
   a.batch = integer(o, "batch", w);
   a.micro_batch = integer(o, "microBatch", w);
   a.scale = number(o, "scale", w);
@@ -225,6 +227,8 @@ TrainSpec read_train_spec(Value& spec, const Placement& placement) {
   for (size_t p = 0; p < phases.size(); p++) t.phases.push_back(read_phase(object_at(phases, p, "phases[" + std::to_string(p) + "]"), p, t.stages.size(), t.adapters));
   LF_CHECK(t.class_of.size() == t.phases.size(), "programs.classOf has " << t.class_of.size() << " phases for " << t.phases.size());
   t.start_round = spec.has("startRound") ? integer(spec, "startRound", "spec") : 0;
+  t.trace_rounds = spec.has("traceRounds") ? integer(spec, "traceRounds", "spec") : 0;
+  LF_CHECK(t.trace_rounds >= 0 && t.trace_rounds <= 64, "spec: traceRounds " << t.trace_rounds);
   LF_CHECK(t.start_round >= 0 && t.start_round <= (int64_t(1) << 40), "spec: startRound " << t.start_round);
   t.blas_threads = spec.has("blasThreads") ? static_cast<int>(integer(spec, "blasThreads", "spec")) : 1;
   LF_CHECK(t.blas_threads >= 1 && t.blas_threads <= 1024, "spec: blasThreads " << t.blas_threads);

@@ -94,6 +94,7 @@ Trainer::Trainer(TrainSpec spec, const MakeStageEngines& make_stages)
   engines_ = make_stages ? make_stages(spec_, rendezvous_, links) : cpu_stage_engines(spec_, rendezvous_, links);
   LF_CHECK(engines_.size() == spec_.stages.size(), engines_.size() << " stage engines for " << spec_.stages.size() << " stages");
   times_.resize(spec_.stages.size());
+  live_ = std::make_unique<std::atomic<double>[]>(2 * spec_.stages.size());
   // What the loop reuses: row tables at the largest class's size, norm terms, backward counts.
   int64_t most_rows = 0;
   size_t most_parts = 0;
@@ -105,6 +106,11 @@ Trainer::Trainer(TrainSpec spec, const MakeStageEngines& make_stages)
     times_[s].weight_bytes = f.weight_bytes;
     times_[s].adapter_bytes = f.adapter_bytes;
     times_[s].activation_bytes = f.activation_bytes;
+    // The traced rounds' actions, reserved now: the loop allocates nothing.
+    if (!spec_.phases.empty() && spec_.start_round == 0) {
+      const int64_t traced = std::min(spec_.trace_rounds, spec_.phases[0].rounds);
+      times_[s].trace.reserve(static_cast<size_t>(traced) * spec_.phases[0].actions[s].size());
+    }
     auto state = std::make_unique<StageState>();
     state->rows.resize(most_mbs);
     for (MicroBatchRows& r : state->rows) r.reserve(most_rows, most_parts);
@@ -207,7 +213,7 @@ struct Trainer::Callbacks {
 };
 
 // Each stage adds its sites; the last to do so hands the whole adapter to on_checkpoint.
-void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
+void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, bool save, bool evaluate, const std::function<void(CheckpointEvent&&)>& on_checkpoint) {
   alloc::Pause pause;
   SiteWeights weights;
   SiteMoments moments;
@@ -219,6 +225,8 @@ void Trainer::contribute_checkpoint(int s, int adapter, int64_t step, const std:
     auto& [arrived, event] = checkpoints_[{adapter, step}];
     event.adapter = adapter;
     event.step = step;
+    event.save = save;
+    event.evaluate = evaluate;
     event.sites.insert(weights.begin(), weights.end());
     event.moments.insert(moments.begin(), moments.end());
     if (++arrived < static_cast<int>(stages_.size())) return;
@@ -358,18 +366,32 @@ void Trainer::worker(int s, const Callbacks& on) {
             engine.step(a, step_scalars(as.optimizer, lr, k + 1, coef));
             if (s == last && on.step) {
               alloc::Pause pause;
-              on.step(StepEvent{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)]});
+              StepEvent event{a, k + 1, step_loss[static_cast<size_t>(a)], lr, norm, as.data.step_tokens[static_cast<size_t>(k)], {}, {}};
+              for (size_t t = 0; t < stages_.size(); t++) {
+                event.busy.push_back(live_[2 * t].load(std::memory_order_relaxed));
+                event.wait.push_back(live_[2 * t + 1].load(std::memory_order_relaxed));
+              }
+              on.step(event);
             }
             step_loss[static_cast<size_t>(a)] = 0;
             steps_done[static_cast<size_t>(a)]++;
             const int64_t done = k + 1;
-            if (on.checkpoint && as.save_every > 0 && (done % as.save_every == 0 || done == as.steps)) contribute_checkpoint(s, a, done, on.checkpoint);
+            const bool save = as.save_every > 0 && (done % as.save_every == 0 || done == as.steps);
+            const bool evaluate = as.eval_every > 0 && (done % as.eval_every == 0 || done == as.steps);
+            if (on.checkpoint && (save || evaluate)) contribute_checkpoint(s, a, done, save, evaluate, on.checkpoint);
             break;
           }
         }
         const double took = seconds_since(started);
         times.wait_seconds += waited;
         times.busy_seconds += took - waited;
+        live_[2 * static_cast<size_t>(s)].store(times.busy_seconds, std::memory_order_relaxed);
+        live_[2 * static_cast<size_t>(s) + 1].store(times.wait_seconds, std::memory_order_relaxed);
+        if (p == 0 && r < spec_.trace_rounds && times.trace.size() < times.trace.capacity()) {
+          const double at = std::chrono::duration<double>(started - run_started_).count();
+          // STEP's wait comes first (the norms), a RECV's is the whole of it.
+          times.trace.push_back({action, r, at, at + waited, at + took});
+        }
       }
       // The round is done on this stage: its state is the run's after round g, saved when the
       // round took an adapter past a multiple of its save_every (not after the last round: the
@@ -391,6 +413,7 @@ void Trainer::worker(int s, const Callbacks& on) {
 
 void Trainer::run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint, const std::function<void(Snapshot&&)>& on_snapshot) {
   const Callbacks on{on_step, on_checkpoint, on_snapshot};
+  run_started_ = Clock::now();
   std::mutex failure_mu;
   std::exception_ptr failure;
   const int64_t allocations_before = alloc::counted();

@@ -8,6 +8,7 @@
 #pragma once
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -41,6 +42,7 @@ struct AdapterSpec {
   int64_t rank = 0, steps = 0, batch = 0, micro_batch = 0;
   int64_t schedule_steps = 0;  // the length the learning-rate schedule spans (>= steps when a run stops early)
   int64_t save_every = 0;      // a checkpoint every this many steps (0: none)
+  int64_t eval_every = 0;      // the weights to evaluate every this many steps (0: none)
   double scale = 1, dropout = 0;
   uint64_t seed = 0;
   OptimizerConfig optimizer;
@@ -93,6 +95,8 @@ struct TrainSpec {
   // Rounds already trained, over all phases in order (resuming from a snapshot): the run starts
   // with the next one.
   int64_t start_round = 0;
+  // Rounds of the first phase whose actions are timed, one by one, for the measured trace.
+  int64_t trace_rounds = 0;
   int blas_threads = 1;
 };
 
@@ -100,6 +104,7 @@ struct StepEvent {
   int adapter;
   int64_t step;        // 1-based
   double loss, lr, grad_norm, tokens;
+  std::vector<double> busy, wait;  // by stage: seconds so far (live progress)
 };
 
 // An adapter after a step, gathered from every stage: a checkpoint of it (weights and optimizer
@@ -107,6 +112,7 @@ struct StepEvent {
 struct CheckpointEvent {
   int adapter;
   int64_t step;  // 1-based
+  bool save = false, evaluate = false;  // due a checkpoint, an evaluation, or both
   SiteWeights sites;
   SiteMoments moments;
 };
@@ -121,8 +127,17 @@ struct Snapshot {
   std::vector<SiteMoments> moments;  // by adapter
 };
 
+// One action as it ran, in seconds since the run started: waits end at `waited` (a RECV's
+// message, a STEP's gradient norms), the action at `end`.
+struct TracedAction {
+  Action action;
+  int64_t round;
+  double start, waited, end;
+};
+
 struct StageTimes {
   double busy_seconds = 0, wait_seconds = 0;
+  std::vector<TracedAction> trace;  // the first trace_rounds rounds
   int64_t weight_bytes = 0, adapter_bytes = 0, activation_bytes = 0;
 };
 
@@ -164,7 +179,7 @@ class Trainer {
   struct Callbacks;
   void worker(int stage, const Callbacks& on);
   void contribute_norm(int stage, int adapter, int64_t step);
-  void contribute_checkpoint(int stage, int adapter, int64_t step, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
+  void contribute_checkpoint(int stage, int adapter, int64_t step, bool save, bool evaluate, const std::function<void(CheckpointEvent&&)>& on_checkpoint);
   void contribute_snapshot(int stage, int64_t rounds_done, bool stopped, const std::vector<int64_t>& steps, const std::function<void(Snapshot&&)>& on_snapshot);
   // At the end of round g (global): whether the run stops here; otherwise round g + 1 is registered as started.
   bool stops_after(int64_t g);
@@ -182,6 +197,10 @@ class Trainer {
   int64_t furthest_round_ = -1;  // the furthest round any stage has started
   int64_t stop_at_ = -1;         // the last round to run, once a stop is requested
   int64_t stopped_after_ = -1;
+  std::chrono::steady_clock::time_point run_started_;
+  // Each stage's busy and waiting seconds so far, published after every action for progress
+  // reports: [2 * stage] busy, [2 * stage + 1] waiting.
+  std::unique_ptr<std::atomic<double>[]> live_;
   const int32_t* stop_flag_ = nullptr;
   Rendezvous rendezvous_;  // before the reducer and the engines, which wait through it
   StageReducer reducer_;
