@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { PASS_NAMES, VERSION } from "../compiler/index.js";
 import { compileCommand, type CompileFlags } from "./commands/compile.js";
 import { dataCommand, type DataFlags } from "./commands/data.js";
+import { demoCommand, type DemoFlags } from "./commands/demo.js";
 import { evalCommand, type EvalFlags } from "./commands/eval.js";
 import { generateCommand, type GenerateFlags } from "./commands/generate.js";
 import { runCommand, type RunFlags } from "./commands/run.js";
@@ -63,6 +64,15 @@ export function main(argv: string[]): void {
     .option("--engine-run <file>", "write what the run would train to FILE, for the standalone driver (build/loraflow_engine_run), instead of training")
     .action(async (target: string, flags: RunFlags) => {
       process.exitCode = await runCommand(target, flags);
+    });
+
+  program
+    .command("demo")
+    .description("write a small model and data for three skills, train three adapters on them together, and show what each learnt")
+    .option("-o, --out <dir>", "where the demo's model, data, job and plan go (default: out/demo)")
+    .option("--quick", "fewer steps: done within a minute on two cores")
+    .action(async (flags: DemoFlags) => {
+      process.exitCode = await demoCommand(flags);
     });
 
   program

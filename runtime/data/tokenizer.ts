@@ -129,7 +129,7 @@ export function loadTokenizer(folder: string): TextTokenizer {
   const t: TextTokenizer = {
     folder,
     encode: (text) => tokenizer.encode(text, { add_special_tokens: false }).ids,
-    decode: (ids) => tokenizer.decode([...ids], { skip_special_tokens: false }),
+    decode: (ids) => (ids.length === 0 ? "" : tokenizer.decode([...ids], { skip_special_tokens: false })),
     bos,
     eos,
     bosText,
