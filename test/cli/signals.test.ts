@@ -6,11 +6,11 @@ import { tempDir } from "../helpers/hf-model.js";
 import { ROOT } from "../helpers/paths.js";
 import { writeTokenData } from "../helpers/train-job.js";
 
-/** Long enough (a round per step, 1f1b) that a signal lands mid-run. */
+/** Long enough (a round per step, 1f1b; seconds even on an idle machine) that a signal lands mid-run, however late the test reads the run's output. */
 const JOB = `model m { arch llama layers 4 hidden 64 heads 4 kv_heads 2 ffn 128 vocab 64 max_seq 64 dtype fp32 seed 2 }
-adapter a { rank 4 dropout 0.1 targets all data "data.jsonl" format tokens seq_len 32 batch 4 micro_batch 2 steps 120 save_every 10
+adapter a { rank 4 dropout 0.1 targets all data "data.jsonl" format tokens seq_len 32 batch 4 micro_batch 2 steps 300 save_every 10
             optimizer adamw { lr 1e-3 warmup 5 schedule cosine } seed 4 }
-adapter b { rank 2 targets q_proj v_proj data "data.jsonl" format tokens seq_len 32 batch 2 micro_batch 1 steps 90 save_every 25
+adapter b { rank 2 targets q_proj v_proj data "data.jsonl" format tokens seq_len 32 batch 2 micro_batch 1 steps 250 save_every 25
             optimizer sgd { lr 0.05 momentum 0.9 } seed 5 }
 cluster c { gpu cpu gpus 2 }
 plan { schedule 1f1b stages 2 }
@@ -18,8 +18,8 @@ plan { schedule 1f1b stages 2 }
 
 const dirs: string[] = [];
 let reference = "";
-/** Steps slow enough (16 micro-batches each) that a second signal lands while one is in flight. */
-const SLOW_JOB = JOB.replace("batch 4 micro_batch 2 steps 120 save_every 10", "batch 32 micro_batch 2 steps 12 save_every 2").replace("steps 90 save_every 25", "steps 10 save_every 3");
+/** Steps slow enough (32 micro-batches each) that a second signal lands while one is in flight. */
+const SLOW_JOB = JOB.replace("batch 4 micro_batch 2 steps 300 save_every 10", "batch 64 micro_batch 2 steps 8 save_every 2").replace("steps 250 save_every 25", "steps 6 save_every 3");
 let slowReference = "";
 
 function workspace(job = JOB): string {
@@ -73,7 +73,7 @@ describe("Ctrl-C and SIGTERM", () => {
   it.each([
     ["SIGINT", 130],
     ["SIGTERM", 143],
-  ] as const)("%s finishes the step in flight, saves the run's state, says where, exits %i; --resume ends with the bits of a run never stopped", async (signal, code) => {
+  ] as const)("%s finishes the round in flight (a step of each adapter, under 1f1b), saves the run's state, says where, exits %i; --resume ends with the bits of a run never stopped", async (signal, code) => {
     const dir = workspace();
     const r = await interrupted(dir, signal, 8);
     expect(r.code, r.stderr).toBe(code);
