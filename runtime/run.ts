@@ -2,8 +2,8 @@ import * as fs from "node:fs";
 import { lowerPlanPrograms, type Plan } from "../compiler/index.js";
 import { buildSequences, stepOrder } from "./data/sequences.js";
 import * as path from "node:path";
-import { encodeOptimizerState, type SiteMoments } from "./checkpoint/optimizer-state.js";
-import { readResumeState, runIdentity, trainerState, writeResumeState, type ResumeState } from "./checkpoint/resume-state.js";
+import type { SiteMoments } from "./checkpoint/optimizer-state.js";
+import { checkpointFiles, readResumeState, runIdentity, writeResumeState, type ResumeState } from "./checkpoint/resume-state.js";
 import { adapterDataFile, adapterDataset, planTokenizer } from "./data/adapter-data.js";
 import type { Example } from "./data/examples.js";
 import { examplesLoss } from "./eval.js";
@@ -295,14 +295,15 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
       guarded((e) => {
         tokens += e.tokens;
         lastLoss[e.adapter] = e.loss;
+        const a = plan.adapters[e.adapter]!;
+        const rows = a.batch * a.seqLen;
+        const seconds = (performance.now() - started) / 1000;
         if (metrics !== undefined) {
-          const a = plan.adapters[e.adapter]!;
-          const row = { adapter: a.name, step: e.step, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens: a.batch * a.seqLen, counted_tokens: e.tokens, seconds: (performance.now() - started) / 1000 };
+          const row = { adapter: a.name, step: e.step, loss: e.loss, lr: e.lr, grad_norm: e.gradNorm, tokens: rows, counted_tokens: e.tokens, seconds };
           fs.writeSync(metrics, JSON.stringify(row) + "\n");
         }
-        const a = plan.adapters[e.adapter]!;
-        const stageTimes = e.busy.map((busy, s) => ({ busy, wait: e.wait[s]! }));
-        options.onStep?.({ adapter: a.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens, rows: a.batch * a.seqLen, seconds: (performance.now() - started) / 1000, stages: stageTimes });
+        const stages = e.busy.map((busy, s) => ({ busy, wait: e.wait[s]! }));
+        options.onStep?.({ adapter: a.name, step: e.step, steps: steps[e.adapter]!, loss: e.loss, lr: e.lr, gradNorm: e.gradNorm, tokens: e.tokens, rows, seconds, stages });
       }),
       (c) => {
         const a = plan.adapters[c.adapter]!;
@@ -315,11 +316,7 @@ export async function runPlan(plan: Plan, planDir: string, options: RunOptions =
         // A checkpoint that cannot be written is reported; training and the final save go on.
         let dir: string;
         try {
-          dir = outputs[c.adapter]!.writeCheckpoint(c.step, {
-            ...encodeAdapter(a, c.sites, baseModel),
-            optimizer: encodeOptimizerState(a, c.sites, c.moments, c.step),
-            trainerState: trainerState(a, c.step, sequences[c.adapter]!),
-          });
+          dir = outputs[c.adapter]!.writeCheckpoint(c.step, checkpointFiles(a, c.sites, c.moments, c.step, sequences[c.adapter]!, baseModel));
         } catch (e) {
           warn(options, "LF6005", `adapter "${a.name}": checkpoint ${c.step} was not written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
           return;

@@ -7,7 +7,6 @@ import type { LoraSites } from "../weights/lora.js";
 /** An adapter's optimizer moments by site "LAYER.MODULE": [moments, |A| + |B|], A's values then B's. */
 export type SiteMoments = Record<string, Float32Array>;
 
-
 /** PyTorch's names for an optimizer's per-parameter state: AdamW's two moments, SGD's momentum. */
 export function momentNames(adapter: PlanAdapter): string[] {
   if (adapter.optimizer.kind === "adamw") return ["exp_avg", "exp_avg_sq"];
@@ -21,11 +20,11 @@ export function momentNames(adapter: PlanAdapter): string[] {
 export function encodeOptimizerState(adapter: PlanAdapter, sites: LoraSites, moments: SiteMoments, step: number): Uint8Array {
   const names = momentNames(adapter);
   const tensors = new Map<string, Tensor>();
-  for (const [key, site] of Object.entries(sites)) {
+  // Plain SGD keeps no state: the file holds none.
+  for (const [key, site] of names.length === 0 ? [] : Object.entries(sites)) {
     const [l, m] = key.split(".") as [string, TargetModuleName];
     const n = site.A.length + site.B.length;
     const values = moments[key];
-    if (names.length === 0) continue;
     if (values === undefined || values.length !== names.length * n) throw new Error(`adapter "${adapter.name}": site ${key} has ${values?.length ?? 0} moment values, expected ${names.length * n}`);
     names.forEach((name, k) => {
       tensors.set(`${peftKey(Number(l), m, "A")}.${name}`, { shape: [adapter.rank, site.A.length / adapter.rank], data: values.subarray(k * n, k * n + site.A.length) });

@@ -5,6 +5,7 @@ import type { Plan } from "../../compiler/index.js";
 import { RunError } from "../errors.js";
 import { removeTree, syncFolder, writeNewFile } from "../output/atomic.js";
 import { CHECKPOINT_EXTRA_FILES, leftoverOf, tempName } from "../output/owned.js";
+import { writeAdapterFiles, type AdapterFiles } from "../output/adapter-output.js";
 import { encodeAdapter, loadLora, type LoraSites } from "../weights/lora.js";
 import { decodeOptimizerState, encodeOptimizerState, type SiteMoments } from "./optimizer-state.js";
 
@@ -58,8 +59,13 @@ export function runIdentity(plan: Plan, planDir: string, maxSteps: number | unde
   return { plan: sha256(canonical(plan)), maxSteps: maxSteps ?? null, inputs };
 }
 
+/** A checkpoint of an adapter after `step` steps: its PEFT files, its optimizer state, and trainer_state.json. */
+export function checkpointFiles(adapter: Plan["adapters"][number], sites: LoraSites, moments: SiteMoments, step: number, sequences: number, baseModel: string): AdapterFiles {
+  return { ...encodeAdapter(adapter, sites, baseModel), optimizer: encodeOptimizerState(adapter, sites, moments, step), trainerState: trainerState(adapter, step, sequences) };
+}
+
 /** HF Trainer's trainer_state.json, with where the adapter is in its data. */
-export function trainerState(adapter: Plan["adapters"][number], steps: number, sequences: number): string {
+function trainerState(adapter: Plan["adapters"][number], steps: number, sequences: number): string {
   return (
     JSON.stringify(
       {
@@ -90,12 +96,7 @@ export function writeResumeState(planDir: string, plan: Plan, identity: RunIdent
     plan.adapters.forEach((a, i) => {
       const dir = path.join(staging, a.name);
       fs.mkdirSync(dir);
-      const files = encodeAdapter(a, snapshot.weights[i]!, baseModel);
-      writeNewFile(path.join(dir, "adapter_config.json"), files.config);
-      writeNewFile(path.join(dir, "adapter_model.safetensors"), files.weights);
-      writeNewFile(path.join(dir, CHECKPOINT_EXTRA_FILES[0]), encodeOptimizerState(a, snapshot.weights[i]!, snapshot.moments[i]!, snapshot.steps[i]!));
-      writeNewFile(path.join(dir, CHECKPOINT_EXTRA_FILES[1]), trainerState(a, snapshot.steps[i]!, sequences[i]!));
-      syncFolder(dir);
+      writeAdapterFiles(dir, checkpointFiles(a, snapshot.weights[i]!, snapshot.moments[i]!, snapshot.steps[i]!, sequences[i]!, baseModel), true);
     });
     const run = { format: RESUME_FORMAT, ...identity, roundsDone: snapshot.roundsDone, adapters: plan.adapters.map((a, i) => ({ name: a.name, steps: snapshot.steps[i] })) };
     // Written last: a state folder with run.json is complete.

@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileError, RunError } from "../errors.js";
-import { linkTree, recoverLeftovers, removeTree, swapIn, syncFolder, writeFileDurably, type Exchange, nativeExchange } from "./atomic.js";
+import { linkTree, recoverLeftovers, removeTree, swapIn, syncFolder, writeFileDurably, writeNewFile, type Exchange, nativeExchange } from "./atomic.js";
 import { adapterFolderOwnership, ADAPTER_FILES, CHECKPOINT_EXTRA_FILES, folderOwnership, leftoverOf, leftoversOf, tempName } from "./owned.js";
 
 /** An adapter folder's two files, encoded (weights checked finite) and ready to write; a checkpoint's two more. */
@@ -21,11 +21,17 @@ function isDanglingLink(p: string): boolean {
   }
 }
 
-function writeAdapterFiles(dir: string, files: AdapterFiles): void {
-  writeFileDurably(path.join(dir, ADAPTER_FILES[0]), files.config);
-  writeFileDurably(path.join(dir, ADAPTER_FILES[1]), files.weights);
-  if (files.optimizer !== undefined) writeFileDurably(path.join(dir, CHECKPOINT_EXTRA_FILES[0]), files.optimizer);
-  if (files.trainerState !== undefined) writeFileDurably(path.join(dir, CHECKPOINT_EXTRA_FILES[1]), files.trainerState);
+/**
+ * Writes an adapter's (or a checkpoint's) files into `dir` and flushes it. `fresh`: the folder is a
+ * staging folder made for them, which appears under its name only once complete, so each file is
+ * written in place; otherwise each replaces what is there in one rename.
+ */
+export function writeAdapterFiles(dir: string, files: AdapterFiles, fresh = false): void {
+  const write = fresh ? writeNewFile : writeFileDurably;
+  write(path.join(dir, ADAPTER_FILES[0]), files.config);
+  write(path.join(dir, ADAPTER_FILES[1]), files.weights);
+  if (files.optimizer !== undefined) write(path.join(dir, CHECKPOINT_EXTRA_FILES[0]), files.optimizer);
+  if (files.trainerState !== undefined) write(path.join(dir, CHECKPOINT_EXTRA_FILES[1]), files.trainerState);
   syncFolder(dir);
 }
 
@@ -151,7 +157,7 @@ export class AdapterOutput {
     const temp = tempName(dir);
     fs.mkdirSync(temp, { mode: 0o755 });
     try {
-      writeAdapterFiles(temp, files);
+      writeAdapterFiles(temp, files, true);
       // A resumed run retraces the steps after its checkpoint: what it writes again replaces the first writing.
       if (fs.existsSync(dir)) removeTree(dir);
       fs.renameSync(temp, dir);
