@@ -172,21 +172,24 @@ export function resumeFolderOwnership(dir: string): Ownership {
   return others.length > 0 ? foreign(others) : owned;
 }
 
-/** metrics.jsonl as a run writes it: every line a JSON object naming an adapter and a step. */
-function isMetricsLog(file: string): boolean {
+/** Whether every non-blank line of a JSONL file is a JSON object that `is` accepts: how loraflow knows the JSONL files it writes. */
+export function everyJsonLine(file: string, is: (row: Record<string, unknown>) => boolean): boolean {
   return fs
     .readFileSync(file, "utf8")
     .split("\n")
     .every((line) => {
       if (line === "") return true;
       try {
-        const row = JSON.parse(line) as Record<string, unknown>;
-        return typeof row["adapter"] === "string" && typeof row["step"] === "number";
+        const row = JSON.parse(line) as unknown;
+        return typeof row === "object" && row !== null && !Array.isArray(row) && is(row as Record<string, unknown>);
       } catch {
         return false;
       }
     });
 }
+
+/** metrics.jsonl as a run writes it: every line a JSON object naming an adapter and a step. */
+const isMetricsLog = (file: string) => everyJsonLine(file, (row) => typeof row["adapter"] === "string" && typeof row["step"] === "number");
 
 /** A Chrome trace loraflow wrote (runtime/measured-trace.ts). */
 function isTrace(file: string): boolean {

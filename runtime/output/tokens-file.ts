@@ -3,20 +3,10 @@ import type { Example } from "../data/examples.js";
 import { tokensJsonl } from "../data/show.js";
 import { RunError } from "../errors.js";
 import { writeFileDurably } from "./atomic.js";
+import { everyJsonLine } from "./owned.js";
 
 /** Whether every line of a file is a `tokens` example: what `loraflow data` writes, and nothing a user wrote by hand. */
-function isTokensFile(file: string): boolean {
-  const text = fs.readFileSync(file, "utf8");
-  return text.split("\n").every((line) => {
-    if (line === "") return true;
-    try {
-      const row = JSON.parse(line) as Record<string, unknown>;
-      return Array.isArray(row["input_ids"]) && Array.isArray(row["labels"]) && Object.keys(row).length === 2;
-    } catch {
-      return false;
-    }
-  });
-}
+const isTokensFile = (file: string) => everyJsonLine(file, (row) => Array.isArray(row["input_ids"]) && Array.isArray(row["labels"]) && Object.keys(row).length === 2);
 
 /**
  * Writes examples as `tokens` JSONL, atomically. A file already there is replaced only when it
