@@ -3,8 +3,8 @@
 // training runs on a worker thread (Napi::AsyncWorker) that starts one thread per stage, so Node's
 // event loop stays free; each optimizer step's loss reaches `onStep`, each adapter checkpoint
 // `onCheckpoint` and each snapshot of the run's state `onSnapshot`, through thread-safe functions
-// while it runs. Setting stopFlag[0] to
-// a non-zero value stops the run at the end of the round in flight (Trainer::request_stop).
+// while it runs. Setting stopFlag[0] to a non-zero value stops the run at the end of the round in
+// flight (Trainer::watch_stop_flag).
 #include <napi.h>
 
 #include <cmath>

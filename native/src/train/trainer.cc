@@ -28,14 +28,6 @@ int64_t steps_per_round(const PhaseSpec& phase) {
   return n;
 }
 
-// Steps of each adapter in one round of the phase: its STEPs on the first stage (every stage
-// steps every adapter of the phase once per step).
-std::vector<int64_t> adapter_steps_per_round(const PhaseSpec& phase, size_t adapters) {
-  std::vector<int64_t> n(adapters, 0);
-  if (phase.actions.empty()) return n;
-  for (const Action& a : phase.actions[0]) if (a.op == Op::kStep) n[static_cast<size_t>(a.peer)]++;
-  return n;
-}
 }  // namespace
 
 // What a stage's worker reuses from round to round.
@@ -134,8 +126,7 @@ Trainer::Trainer(TrainSpec spec, const MakeStageEngines& make_stages)
   int64_t left = spec_.start_round;
   for (const PhaseSpec& phase : spec_.phases) {
     const int64_t r = std::min(left, phase.rounds);
-    const auto per_round = adapter_steps_per_round(phase, spec_.adapters.size());
-    for (size_t a = 0; a < expected.size(); a++) expected[a] += r * per_round[a];
+    for (int a : phase.adapters) expected[static_cast<size_t>(a)] += r * steps_per_round(phase);
     left -= r;
   }
   for (size_t a = 0; a < spec_.adapters.size(); a++) {
@@ -150,14 +141,9 @@ int64_t Trainer::total_rounds() const {
   return total;
 }
 
-void Trainer::request_stop() {
-  std::lock_guard<std::mutex> lock(stop_mu_);
-  if (stop_at_ >= 0) return;
-  stop_at_ = furthest_round_;
-}
-
 bool Trainer::stops_after(int64_t g) {
   std::lock_guard<std::mutex> lock(stop_mu_);
+  // A stop asked for since the last check ends the furthest round any stage has started.
   if (stop_at_ < 0 && stop_flag_ != nullptr && __atomic_load_n(stop_flag_, __ATOMIC_RELAXED) != 0) stop_at_ = furthest_round_;
   if (stop_at_ == g) {
     stopped_after_ = g + 1;

@@ -121,7 +121,7 @@ struct CheckpointEvent {
 // starts from (TrainSpec::start_round, AdapterSpec::init, moments, steps_done).
 struct Snapshot {
   int64_t rounds_done = 0;          // over all phases
-  bool stopped = false;             // the run stops here (request_stop)
+  bool stopped = false;             // the run stops here (the stop flag)
   std::vector<int64_t> steps;       // by adapter: steps done
   std::vector<SiteWeights> weights;  // by adapter
   std::vector<SiteMoments> moments;  // by adapter
@@ -154,11 +154,10 @@ class Trainer {
   void run(const std::function<void(const StepEvent&)>& on_step, const std::function<void(CheckpointEvent&&)>& on_checkpoint = {},
            const std::function<void(Snapshot&&)>& on_snapshot = {});
 
-  // Any thread: the stages finish the round the furthest of them is in, the run's state is
-  // snapshotted, and run returns. Rounds are the schedule's closed units (no micro-batch crosses
-  // one), so that state is exactly an uninterrupted run's at that point.
-  void request_stop();
-  // A flag another thread sets (JavaScript's Int32Array), read at round ends: non-zero is request_stop.
+  // A flag another thread sets (JavaScript's Int32Array), read at round ends: once it is non-zero,
+  // the stages finish the round the furthest of them is in, the run's state is snapshotted, and
+  // run returns. Rounds are the schedule's closed units (no micro-batch crosses one), so that
+  // state is exactly an uninterrupted run's at that point.
   void watch_stop_flag(const int32_t* flag) { stop_flag_ = flag; }
   // Rounds done when run returned after a stop; -1 when it ran to the end.
   int64_t stopped_after() const { return stopped_after_; }
