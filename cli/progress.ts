@@ -32,7 +32,8 @@ export class Progress {
 
   constructor(
     private readonly names: string[],
-    private readonly live: boolean,
+    // Live lines on a terminal; a log line per step anywhere else.
+    private readonly live: boolean = process.stdout.isTTY === true && process.env["TERM"] !== "dumb",
   ) {}
 
   private get width(): number {

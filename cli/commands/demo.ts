@@ -98,7 +98,7 @@ export async function demoCommand(flags: DemoFlags): Promise<number> {
     const { plan, dir } = compiled;
     print(`compiled a ${plan.stages.length}-stage plan (${plan.schedule.name}) into ${dir}; training ${plan.adapters.length} adapters together on ${plan.stages.length} CPU stage workers\n`);
 
-    const progress = new Progress(plan.adapters.map((a) => a.name), process.stdout.isTTY === true && process.env["TERM"] !== "dumb");
+    const progress = new Progress(plan.adapters.map((a) => a.name));
     const result = await runPlan(plan, dir, {
       onStep: (s) => progress.step(s),
       onWarning: (w) => printError(`loraflow: warning ${w.code}: ${w.message}\n`),

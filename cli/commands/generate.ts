@@ -1,5 +1,5 @@
 import * as path from "node:path";
-import { compile, Diagnostics } from "../../compiler/index.js";
+import { compile } from "../../compiler/index.js";
 import type { ChatMessage } from "../../runtime/data/tokenizer.js";
 import { RunError } from "../../runtime/errors.js";
 import { generate, loadModel, promptIds } from "../../runtime/generate.js";
@@ -67,7 +67,7 @@ export function generateCommand(flags: GenerateFlags): number {
     return 0;
   } catch (e) {
     if (!(e instanceof RunError)) throw e;
-    printError(`loraflow generate: error ${e.code ?? Diagnostics.dataInvalid.code}: ${e.message}\n`);
+    printError(`loraflow generate: error ${e.code}: ${e.message}\n`);
     return 1;
   }
 }

@@ -140,8 +140,7 @@ export async function runCommand(target: string, flags: RunFlags): Promise<numbe
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  // Live lines on a terminal; a log line per step anywhere else.
-  const progress = new Progress(plan.adapters.map((a) => a.name), process.stdout.isTTY === true && process.env["TERM"] !== "dumb");
+  const progress = new Progress(plan.adapters.map((a) => a.name));
   try {
     if (flags.resume) print(`resuming from ${shown(path.join(dir, "resume"))}\n`);
     const result = await runPlan(plan, dir, {
